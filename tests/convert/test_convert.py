@@ -1,0 +1,98 @@
+"""The converter: rename table coverage on the 1B manifest, strict errors, .pt == .safetensors."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from vggt_jax.config import tiny, vggt_1b
+from vggt_jax.convert import ConversionError, abstract_params, convert_state_dict, count_params
+from vggt_jax.convert.convert import plan_conversion
+from vggt_jax.parity.recipe import load_table, state_dict
+
+
+class ShapeOnlySource:
+    """The weights table as a source: shapes without data (the 1B manifest needs no 5 GB of weights)."""
+
+    def __init__(self, table):
+        self._w = {w["key"]: tuple(w["shape"]) for w in table["weights"]}
+
+    def keys(self):
+        return list(self._w)
+
+    def shape(self, key):
+        return self._w[key]
+
+    def dtype(self, key):
+        return "float32"
+
+    def load(self, key):
+        raise AssertionError("a plan must not load data")
+
+
+def test_1b_manifest_maps_every_key(fixture_file):
+    table = load_table(fixture_file("vggt1b_weights.json"))
+    assert table["num_keys"] == 1797
+    target = abstract_params(vggt_1b())
+    assert count_params(target) == 1_256_537_516 == table["total_params"]
+    plans = plan_conversion(ShapeOnlySource(table), target)
+    assert len(plans) == 1797
+    assert len({p.path for p in plans}) == len(jax.tree_util.tree_leaves(target))
+
+
+def test_tiny_manifest_maps_every_key(fixture_file):
+    table = load_table(fixture_file("tiny_weights.json"))
+    target = abstract_params(tiny())
+    assert count_params(target) == 48_989_164 == table["total_params"]
+    assert len(plan_conversion(ShapeOnlySource(table), target)) == table["num_keys"] == 659
+
+
+def test_one_error_names_every_problem(fixture_file):
+    sd = state_dict(load_table(fixture_file("tiny_weights.json")))
+    del sd["camera_head.trunk_norm.bias"]
+    sd["camera_head.not_a_layer.weight"] = np.zeros((3, 3), np.float32)
+    sd["depth_head.projects.0.weight"] = np.zeros((33, 768, 1, 1), np.float32)
+    with pytest.raises(ConversionError) as err:
+        convert_state_dict(sd, tiny())
+    msg = str(err.value)
+    assert "1 missing" in msg and "camera_head/trunk_norm/bias" in msg
+    assert "1 unexpected" in msg and "camera_head.not_a_layer.weight" in msg
+    assert "1 wrong shape" in msg and "depth_head.projects.0.weight: shape [33, 768, 1, 1], expected [32, 768, 1, 1]" in msg
+
+
+def test_pt_and_safetensors_give_identical_params(tmp_path, fixture_file):
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import save_file
+
+    sd = state_dict(load_table(fixture_file("tiny_weights.json")))
+    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, tmp_path / "model.pt")
+    save_file(sd, tmp_path / "model.safetensors")
+    from_pt = convert_state_dict(tmp_path / "model.pt", tiny())
+    from_st = convert_state_dict(tmp_path / "model.safetensors", tiny())
+    from_np = convert_state_dict(sd, tiny())
+    for a, b, c in zip(*(jax.tree_util.tree_leaves(p) for p in (from_pt, from_st, from_np))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+    # Spot-check the transforms: Linear transposed, Conv OIHW -> HWIO, ConvTranspose IOHW -> HWIO.
+    p = from_st["params"]
+    np.testing.assert_array_equal(p["camera_head"]["embed_pose"]["kernel"], sd["camera_head.embed_pose.weight"].T)
+    np.testing.assert_array_equal(
+        p["depth_head"]["projects_0"]["kernel"], sd["depth_head.projects.0.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        p["depth_head"]["resize_layers_0"]["kernel"], sd["depth_head.resize_layers.0.weight"].transpose(2, 3, 0, 1)
+    )
+
+
+def test_bf16_source_is_accepted(tmp_path, fixture_file):
+    import ml_dtypes
+    from safetensors.numpy import save_file
+
+    sd = state_dict(load_table(fixture_file("tiny_weights.json")))
+    bf = {k: v.astype(ml_dtypes.bfloat16) for k, v in sd.items()}
+    save_file(bf, tmp_path / "model.safetensors")
+    params = convert_state_dict(tmp_path / "model.safetensors", tiny(), "bfloat16")
+    leaf = params["params"]["aggregator"]["camera_token"]
+    assert leaf.dtype == jax.numpy.bfloat16
+    np.testing.assert_array_equal(np.asarray(leaf), bf["aggregator.camera_token"])

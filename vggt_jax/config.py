@@ -1,0 +1,224 @@
+"""Model architecture as frozen dataclasses, with the official variants.
+
+Every constructor argument that the official modules take (including the track head's feature extractor and
+tracker sizes, which upstream's ``TrackHead`` hard-codes) is a field here, so a fixture model or a fine-tuned
+variant is described by data, not by code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+# DINOv2 ViT sizes as built by upstream's vit_small/base/large/giant2 factories (all with an MLP FFN).
+DINO_VARIANTS = {
+    "dinov2_vits14_reg": dict(embed_dim=384, depth=12, num_heads=6),
+    "dinov2_vitb14_reg": dict(embed_dim=768, depth=12, num_heads=12),
+    "dinov2_vitl14_reg": dict(embed_dim=1024, depth=24, num_heads=16),
+    "dinov2_vitg2_reg": dict(embed_dim=1536, depth=40, num_heads=24),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DinoConfig:
+    """DINOv2 patch embedder (``aggregator.patch_embed``)."""
+
+    variant: str = "dinov2_vitl14_reg"
+    img_size: int = 518
+    patch_size: int = 14
+    num_register_tokens: int = 4
+    mlp_ratio: float = 4.0
+    init_values: float = 1.0
+    layernorm_eps: float = 1e-6
+
+    @property
+    def embed_dim(self) -> int:
+        return DINO_VARIANTS[self.variant]["embed_dim"]
+
+    @property
+    def depth(self) -> int:
+        return DINO_VARIANTS[self.variant]["depth"]
+
+    @property
+    def num_heads(self) -> int:
+        return DINO_VARIANTS[self.variant]["num_heads"]
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the square patch grid the learned position embedding was trained for (37 for 518/14)."""
+        return self.img_size // self.patch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregatorConfig:
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_register_tokens: int = 4
+    qk_norm: bool = True
+    rope_freq: float = 100.0
+    init_values: float = 0.01
+    aa_order: tuple[str, ...] = ("frame", "global")
+    aa_block_size: int = 1
+    patch_embed: DinoConfig = DinoConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraHeadConfig:
+    dim_in: int = 2048
+    trunk_depth: int = 4
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    init_values: float = 0.01
+    num_iterations: int = 4
+    trans_act: str = "linear"
+    quat_act: str = "linear"
+    fl_act: str = "relu"
+
+
+@dataclasses.dataclass(frozen=True)
+class DPTHeadConfig:
+    dim_in: int = 2048
+    patch_size: int = 14
+    output_dim: int = 4
+    activation: str = "inv_log"
+    conf_activation: str = "expp1"
+    features: int = 256
+    out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+    intermediate_layer_idx: tuple[int, ...] = (4, 11, 17, 23)
+    pos_embed: bool = True
+    feature_only: bool = False
+    down_ratio: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig:
+    """``BaseTrackerPredictor`` + its ``EfficientUpdateFormer``."""
+
+    stride: int = 2
+    corr_levels: int = 7
+    corr_radius: int = 4
+    latent_dim: int = 128
+    hidden_size: int = 384
+    use_spaceatt: bool = True
+    depth: int = 6
+    max_scale: int = 518
+    predict_conf: bool = True
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    num_virtual_tracks: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackHeadConfig:
+    iters: int = 4
+    feature_extractor: DPTHeadConfig = DPTHeadConfig(
+        features=128, feature_only=True, down_ratio=2, pos_embed=False
+    )
+    tracker: TrackerConfig = TrackerConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGTConfig:
+    """The whole model. ``dtype`` is the compute dtype of the aggregator and track head; the camera, depth and
+    point heads always compute in ``head_dtype`` (float32 unless float64 is asked for), as upstream runs them with
+    autocast disabled. ``param_dtype`` is the dtype of the parameters the model creates (conversion may write
+    another)."""
+
+    name: str = "vggt_1b"
+    aggregator: AggregatorConfig = AggregatorConfig()
+    camera_head: CameraHeadConfig | None = CameraHeadConfig()
+    depth_head: DPTHeadConfig | None = DPTHeadConfig(output_dim=2, activation="exp")
+    point_head: DPTHeadConfig | None = DPTHeadConfig(output_dim=4, activation="inv_log")
+    track_head: TrackHeadConfig | None = TrackHeadConfig()
+    dtype: str = "float32"
+    head_dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    @property
+    def patch_size(self) -> int:
+        return self.aggregator.patch_embed.patch_size
+
+    def replace(self, **kwargs: Any) -> "VGGTConfig":
+        return dataclasses.replace(self, **kwargs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VGGTConfig":
+        return _from_dict(cls, d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "VGGTConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def _from_dict(cls, d):
+    if d is None:
+        return None
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(hints)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}; the config was written by another version")
+    for name, value in d.items():
+        default = hints[name].default
+        sub = type(default) if dataclasses.is_dataclass(default) else _SUBCONFIGS.get((cls.__name__, name))
+        if sub is not None and isinstance(value, dict):
+            kwargs[name] = _from_dict(sub, value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+# Fields whose default may be None, so their type cannot be read off the default.
+_SUBCONFIGS = {
+    ("VGGTConfig", "camera_head"): CameraHeadConfig,
+    ("VGGTConfig", "depth_head"): DPTHeadConfig,
+    ("VGGTConfig", "point_head"): DPTHeadConfig,
+    ("VGGTConfig", "track_head"): TrackHeadConfig,
+}
+
+
+def vggt_1b() -> VGGTConfig:
+    """``VGGT()`` with the official defaults (facebook/VGGT-1B)."""
+    return VGGTConfig()
+
+
+def tiny() -> VGGTConfig:
+    """The 49M-parameter fixture model of ``shared/fixtures/tiny_config.json``."""
+    dpt = dict(dim_in=768, features=64, out_channels=(32, 64, 128, 128), intermediate_layer_idx=(0, 1, 2, 3))
+    return VGGTConfig(
+        name="tiny",
+        aggregator=AggregatorConfig(
+            embed_dim=384, depth=4, num_heads=6, patch_embed=DinoConfig(variant="dinov2_vits14_reg")
+        ),
+        camera_head=CameraHeadConfig(dim_in=768, trunk_depth=1, num_heads=6),
+        depth_head=DPTHeadConfig(output_dim=2, activation="exp", **dpt),
+        point_head=DPTHeadConfig(output_dim=4, activation="inv_log", **dpt),
+        track_head=TrackHeadConfig(
+            iters=4,
+            feature_extractor=DPTHeadConfig(
+                dim_in=768, features=32, out_channels=(32, 64, 128, 128), intermediate_layer_idx=(0, 1, 2, 3),
+                feature_only=True, down_ratio=2, pos_embed=False,
+            ),
+            tracker=TrackerConfig(stride=2, corr_levels=3, corr_radius=2, latent_dim=32, hidden_size=64, depth=2),
+        ),
+    )
+
+
+VARIANTS = {"vggt_1b": vggt_1b, "tiny": tiny}
+
+
+def get_config(name: str) -> VGGTConfig:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model config {name!r}; choose one of {sorted(VARIANTS)}")
+    return VARIANTS[name]()

@@ -1,0 +1,85 @@
+"""Orbax checkpoints of converted params, with the model config beside them.
+
+Layout of ``CKPT_DIR``: ``config.json`` (``VGGTConfig.to_json``) and ``params/`` (an orbax StandardCheckpointer
+tree of ``{'params': ...}``). A checkpoint is written into a sibling temporary folder and renamed into place at
+the end, so a failed conversion never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from vggt_jax.config import VGGTConfig
+
+CONFIG_FILE = "config.json"
+PARAMS_DIR = "params"
+
+
+def save_checkpoint(directory: str | os.PathLike, config: VGGTConfig, params: dict, overwrite: bool = False) -> Path:
+    import orbax.checkpoint as ocp
+
+    directory = Path(directory).absolute()
+    if directory.exists() and any(directory.iterdir()) and not overwrite:
+        raise FileExistsError(f"{directory} exists and is not empty; choose another --out or remove it first")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp / PARAMS_DIR, params)
+            ckptr.wait_until_finished()
+        (tmp / CONFIG_FILE).write_text(config.to_json())
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def is_checkpoint(directory: str | os.PathLike) -> bool:
+    d = Path(directory)
+    return (d / CONFIG_FILE).is_file() and (d / PARAMS_DIR).is_dir()
+
+
+def load_config(directory: str | os.PathLike) -> VGGTConfig:
+    d = Path(directory)
+    if not is_checkpoint(d):
+        raise FileNotFoundError(
+            f"{d} is not a vggt_jax checkpoint (expected {CONFIG_FILE} and {PARAMS_DIR}/); make one with "
+            "`python -m vggt_jax.convert model.safetensors --out DIR`"
+        )
+    return VGGTConfig.from_json((d / CONFIG_FILE).read_text())
+
+
+def load_checkpoint(
+    directory: str | os.PathLike, dtype: str | None = None, shardings=None
+) -> tuple[VGGTConfig, dict]:
+    """-> (config, params). ``dtype`` casts the params after loading (e.g. "float32" from a bf16 checkpoint);
+    ``shardings``: a pytree of shardings matching the params to restore straight into (default: device 0)."""
+    import orbax.checkpoint as ocp
+
+    from vggt_jax.convert.convert import abstract_params
+
+    directory = Path(directory).absolute()
+    config = load_config(directory)
+    abstract = abstract_params(config)
+    if shardings is None:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree_util.tree_map(lambda _: device, abstract)
+    target = jax.tree_util.tree_map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, jnp.dtype(config.param_dtype), sharding=s), abstract, shardings
+    )
+    with ocp.StandardCheckpointer() as ckptr:
+        params = ckptr.restore(directory / PARAMS_DIR, target)
+    if dtype is not None and jnp.dtype(dtype) != jnp.dtype(config.param_dtype):
+        params = jax.tree_util.tree_map(lambda x: x.astype(dtype), params)
+        config = config.replace(param_dtype=str(jnp.dtype(dtype)))
+    return config, params

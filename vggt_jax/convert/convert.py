@@ -1,0 +1,131 @@
+"""Strict conversion of an official VGGT state dict into our Flax params.
+
+Every source key is used exactly once, every target leaf is filled, and shapes and dtypes are checked against
+``jax.eval_shape`` of the model before any tensor is read; all problems are reported in one error. Tensors are
+read, transformed and handed to JAX one at a time, so a conversion holds at most one extra copy of one tensor
+beyond the params it builds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vggt_jax.config import VGGTConfig
+from vggt_jax.convert.rules import TRANSFORMED_SHAPE, TRANSFORMS, map_key
+from vggt_jax.convert.sources import TensorSource, is_float_dtype, open_source
+
+
+class ConversionError(ValueError):
+    """Raised with every problem of a checkpoint at once."""
+
+
+@dataclasses.dataclass
+class _Plan:
+    source_key: str
+    path: tuple[str, ...]
+    transform: str
+
+
+def abstract_params(config: VGGTConfig) -> dict:
+    """``{'params': ...}`` of ``jax.ShapeDtypeStruct`` for ``config``: no memory is allocated."""
+    from vggt_jax.model.vggt import VGGT
+
+    model = VGGT(config)
+    side = config.patch_size * 10
+    images = jax.ShapeDtypeStruct((1, 2, 3, side, side), jnp.float32)
+    queries = jax.ShapeDtypeStruct((1, 1, 2), jnp.float32) if config.track_head is not None else None
+    return jax.eval_shape(lambda i, q: model.init(jax.random.PRNGKey(0), i, q), images, queries)
+
+
+def plan_conversion(source: TensorSource, target: dict) -> list[_Plan]:
+    """Match source keys to target leaves; raise ConversionError listing every problem."""
+    flat_target = flax.traverse_util.flatten_dict(target["params"])
+    plans, unexpected, mismatched, bad_dtype, duplicate = [], [], [], [], []
+    claimed: dict[tuple[str, ...], str] = {}
+    for key in source.keys():
+        path, transform = map_key(key)
+        if path not in flat_target:
+            unexpected.append(key)
+            continue
+        if path in claimed:
+            duplicate.append(f"{key} and {claimed[path]} both map to {'/'.join(path)}")
+            continue
+        claimed[path] = key
+        src_shape = source.shape(key)
+        want = tuple(flat_target[path].shape)
+        got = TRANSFORMED_SHAPE[transform](src_shape)
+        if got != want:
+            mismatched.append(f"{key}: shape {list(src_shape)}, expected {_source_shape(want, transform)}")
+            continue
+        if not is_float_dtype(source.dtype(key)):
+            bad_dtype.append(f"{key}: dtype {source.dtype(key)}, expected a float dtype")
+            continue
+        plans.append(_Plan(key, path, transform))
+    missing = ["/".join(p) for p in flat_target if p not in claimed]
+    problems = []
+    for title, items in (
+        ("missing (in the model, not in the checkpoint)", missing),
+        ("unexpected (in the checkpoint, not in the model)", unexpected),
+        ("wrong shape", mismatched),
+        ("wrong dtype", bad_dtype),
+        ("duplicate", duplicate),
+    ):
+        if items:
+            problems.append(f"{len(items)} {title}:\n" + "\n".join(f"  {i}" for i in items))
+    if problems:
+        raise ConversionError(
+            "the checkpoint does not match the model config; is it a VGGT checkpoint of this variant?\n"
+            + "\n".join(problems)
+        )
+    return plans
+
+
+def _source_shape(target_shape: tuple[int, ...], transform: str) -> list[int]:
+    """Invert TRANSFORMED_SHAPE for the error message: the PyTorch shape that would have been right."""
+    t = target_shape
+    if transform == "linear":
+        return list(t[::-1])
+    if transform == "conv2d":
+        return [t[3], t[2], t[0], t[1]]
+    if transform == "conv_transpose":
+        return [t[2], t[3], t[0], t[1]]
+    return list(t)
+
+
+def convert_state_dict(
+    src: Any,
+    config: VGGTConfig,
+    dtype: str | np.dtype | None = None,
+    *,
+    place: Callable[[tuple[str, ...], np.ndarray], jax.Array] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Official state dict -> ``{'params': ...}`` for ``VGGT(config)``.
+
+    ``src``: a ``.safetensors`` / ``.pt`` path, a dict of arrays or a TensorSource. ``dtype``: of the params
+    (default ``config.param_dtype``). ``place(path, array)`` puts one leaf where it belongs (default
+    ``jnp.asarray``; a sharded caller passes ``jax.device_put`` with that leaf's sharding).
+    """
+    source = open_source(src)
+    target = abstract_params(config)
+    plans = plan_conversion(source, target)
+    dtype = jnp.dtype(dtype or config.param_dtype)
+    place = place or (lambda path, a: jnp.asarray(a))
+    flat: dict[tuple[str, ...], jax.Array] = {}
+    for i, plan in enumerate(plans):
+        array = TRANSFORMS[plan.transform](source.load(plan.source_key))
+        flat[plan.path] = place(plan.path, np.ascontiguousarray(array, dtype=dtype))
+        del array
+        if progress is not None:
+            progress(i + 1, len(plans))
+    return {"params": flax.traverse_util.unflatten_dict(flat)}
+
+
+def count_params(params: dict) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,1 @@
+"""Flax linen modules mirroring the official VGGT module tree."""

@@ -1,0 +1,108 @@
+"""Alternating-attention aggregator (``vggt/models/aggregator.py``).
+
+Per frame: [camera token, register tokens, DINOv2 patch tokens]; then ``depth`` rounds of frame attention (tokens
+of one frame) and global attention (tokens of all frames of a scene), each output the concatenation of the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vggt_jax.config import AggregatorConfig
+from vggt_jax.model.dinov2 import DinoVisionTransformer
+from vggt_jax.model.layers import Block
+from vggt_jax.model.rope import rope_tables, token_positions
+
+Dtype = Any
+
+# Upstream keeps these as float32 buffers, so a float64 run normalises with float64(float32(c)).
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def frame_split_tokens(token: jax.Array, b: int, s: int) -> jax.Array:
+    """``token [1, 2, X, C]`` -> ``[B, S, X, C]``: index 0 for frame 0, index 1 for every other frame."""
+    first = jnp.broadcast_to(token[:, :1], (b, 1, *token.shape[2:]))
+    others = jnp.broadcast_to(token[:, 1:], (b, s - 1, *token.shape[2:]))
+    return jnp.concatenate([first, others], axis=1)
+
+
+class Aggregator(nn.Module):
+    config: AggregatorConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array, keep_layers: Sequence[int] | None = None) -> tuple[dict[int, jax.Array], int]:
+        """``images: [B, S, 3, H, W]`` in [0, 1] -> ({layer: [B, S, T, 2C]}, patch_start_idx).
+
+        ``keep_layers``: the aggregator layers to return (default all); the others are never stored.
+        """
+        cfg = self.config
+        b, s, c_in, height, width = images.shape
+        if c_in != 3:
+            raise ValueError(f"expected 3 input channels, got {c_in} (images are [B, S, 3, H, W])")
+        p = cfg.patch_embed.patch_size
+        if height % p or width % p:
+            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {p}")
+        c = cfg.embed_dim
+        if cfg.patch_embed.embed_dim != c:
+            raise ValueError(f"{cfg.patch_embed.variant} is {cfg.patch_embed.embed_dim}-d but embed_dim is {c}")
+        norm_dtype = jnp.promote_types(images.dtype, jnp.float32)
+        x = (images.astype(norm_dtype) - IMAGENET_MEAN.reshape(3, 1, 1)) / IMAGENET_STD.reshape(3, 1, 1)
+        x = x.reshape(b * s, 3, height, width).transpose(0, 2, 3, 1).astype(self.dtype)
+        patch_tokens = DinoVisionTransformer(cfg.patch_embed, self.dtype, self.param_dtype, name="patch_embed")(x)
+        self.sow("intermediates", "patch_tokens", patch_tokens)
+
+        init = nn.initializers.normal(1e-6)
+        r = cfg.num_register_tokens
+        camera_token = self.param("camera_token", init, (1, 2, 1, c), self.param_dtype)
+        register_token = self.param("register_token", init, (1, 2, r, c), self.param_dtype)
+        special = jnp.concatenate(
+            [frame_split_tokens(camera_token, b, s), frame_split_tokens(register_token, b, s)], axis=2
+        ).astype(self.dtype)
+        tokens = jnp.concatenate([special, patch_tokens.reshape(b, s, -1, c)], axis=2)
+        t = tokens.shape[2]
+        patch_start_idx = 1 + r
+
+        rope = None
+        if cfg.rope_freq > 0:
+            positions = token_positions(height // p, width // p, patch_start_idx)
+            rope = rope_tables(positions, c // cfg.num_heads, cfg.rope_freq, self.dtype)
+            # Global attention reuses each frame's positions: no temporal position.
+            global_rope = tuple(jnp.tile(table, (s, 1, 1)) for table in rope)
+
+        if cfg.depth % cfg.aa_block_size:
+            raise ValueError(f"depth ({cfg.depth}) must be divisible by aa_block_size ({cfg.aa_block_size})")
+        block = lambda name: Block(  # noqa: E731
+            c, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values, qk_norm=cfg.qk_norm, dtype=self.dtype,
+            param_dtype=self.param_dtype, name=name,
+        )
+        keep = set(range(cfg.depth)) if keep_layers is None else set(keep_layers)
+        outputs: dict[int, jax.Array] = {}
+        counters = {"frame": 0, "global": 0}
+        for _ in range(cfg.depth // cfg.aa_block_size):
+            inter: dict[str, list[jax.Array]] = {}
+            for attn_type in cfg.aa_order:
+                if attn_type == "frame":
+                    x, table = tokens.reshape(b * s, t, c), rope
+                elif attn_type == "global":
+                    x, table = tokens.reshape(b, s * t, c), (global_rope if rope is not None else None)
+                else:
+                    raise ValueError(f"unknown attention type {attn_type!r} in aa_order")
+                inter[attn_type] = []
+                for _ in range(cfg.aa_block_size):
+                    x = block(f"{attn_type}_blocks_{counters[attn_type]}")(x, table)
+                    counters[attn_type] += 1
+                    inter[attn_type].append(x.reshape(b, s, t, c))
+                tokens = x.reshape(b, s, t, c)
+            for i in range(cfg.aa_block_size):
+                layer = counters[cfg.aa_order[0]] - cfg.aa_block_size + i
+                if layer in keep:
+                    outputs[layer] = jnp.concatenate([inter["frame"][i], inter["global"][i]], axis=-1)
+        return outputs, patch_start_idx

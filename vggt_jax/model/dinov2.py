@@ -1,0 +1,85 @@
+"""DINOv2 ViT with register tokens (``vggt/layers/vision_transformer.py``), the aggregator's patch embedder.
+
+Only ``x_norm_patchtokens`` is computed, which is all VGGT reads. Images are channels-last ``[N, H, W, 3]``,
+already ImageNet-normalised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vggt_jax.config import DinoConfig
+from vggt_jax.model.layers import Block, layer_norm
+from vggt_jax.model.resample import resize_bicubic_antialias
+
+Dtype = Any
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch x patch convolution -> ``[N, P, C]`` tokens, row-major over the patch grid."""
+
+    embed_dim: int
+    patch_size: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.patch_size
+        x = nn.Conv(
+            self.embed_dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype,
+            name="proj",
+        )(x)
+        return x.reshape(x.shape[0], -1, self.embed_dim)
+
+
+class DinoVisionTransformer(nn.Module):
+    config: DinoConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def interpolate_pos_encoding(self, pos_embed: jax.Array, grid_hw: tuple[int, int]) -> jax.Array:
+        """``pos_embed [1, 1 + M*M, C]`` -> ``[1, 1 + h*w, C]`` for an h x w patch grid.
+
+        Upstream returns it unchanged only for the square native grid; otherwise the patch part is resized with
+        antialiased bicubic in float32 (``pos_embed.float()``) whatever the model dtype, then cast back.
+        """
+        m = self.config.grid_size
+        if grid_hw == (m, m):
+            return pos_embed.astype(self.dtype)
+        cls_pos, patch_pos = pos_embed[:, :1], pos_embed[0, 1:]
+        patch_pos = resize_bicubic_antialias(patch_pos.astype(jnp.float32).reshape(m, m, -1), grid_hw)
+        patch_pos = patch_pos.reshape(1, -1, patch_pos.shape[-1])
+        return jnp.concatenate([cls_pos.astype(jnp.float32), patch_pos], axis=1).astype(self.dtype)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x: [N, H, W, 3]`` -> ``x_norm_patchtokens [N, (H/p)(W/p), C]``."""
+        cfg = self.config
+        c, m, r = cfg.embed_dim, cfg.grid_size, cfg.num_register_tokens
+        init = nn.initializers.normal(1e-6)
+        cls_token = self.param("cls_token", init, (1, 1, c), self.param_dtype)
+        pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (1, m * m + 1, c), self.param_dtype)
+        register_tokens = self.param("register_tokens", init, (1, r, c), self.param_dtype) if r else None
+        # Frozen and unused at inference (masked-image training only), but part of the official state dict.
+        self.param("mask_token", nn.initializers.zeros, (1, c), self.param_dtype)
+
+        n, height, width, _ = x.shape
+        grid_hw = (height // cfg.patch_size, width // cfg.patch_size)
+        x = PatchEmbed(c, cfg.patch_size, self.dtype, self.param_dtype, name="patch_embed")(x)
+        x = jnp.concatenate([jnp.broadcast_to(cls_token.astype(self.dtype), (n, 1, c)), x], axis=1)
+        x = x + self.interpolate_pos_encoding(pos_embed, grid_hw)
+        if register_tokens is not None:
+            regs = jnp.broadcast_to(register_tokens.astype(self.dtype), (n, r, c))
+            x = jnp.concatenate([x[:, :1], regs, x[:, 1:]], axis=1)
+        for i in range(cfg.depth):
+            x = Block(
+                c, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values,
+                norm_eps=cfg.layernorm_eps, dtype=self.dtype, param_dtype=self.param_dtype, name=f"blocks_{i}",
+            )(x)
+        x = layer_norm(cfg.layernorm_eps, self.dtype, self.param_dtype, "norm")(x)
+        return x[:, 1 + r :]

@@ -1,0 +1,134 @@
+"""Transformer building blocks shared by DINOv2, the aggregator and the camera head (``vggt/layers``).
+
+Parameter names mirror the official modules (``qkv``, ``proj``, ``q_norm``, ``ls1.gamma``, ``mlp.fc1`` ...), so
+weight conversion is a rename table. Shapes: tokens are ``[B, N, C]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vggt_jax.model.attention import dot_product_attention
+
+Dtype = Any
+
+
+def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, name: str, use_scale: bool = True) -> nn.LayerNorm:
+    """A LayerNorm with PyTorch's numerics: two-pass variance (flax's default fast variance, E[x^2] - E[x]^2,
+    loses digits when |mean| >> std) and an explicit eps (PyTorch defaults to 1e-5, flax to 1e-6)."""
+    return nn.LayerNorm(
+        epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_scale=use_scale, use_bias=use_scale,
+        use_fast_variance=False, name=name,
+    )
+
+
+def gelu(x: jax.Array) -> jax.Array:
+    """PyTorch's default ``nn.GELU``: the exact erf form."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> fc2 (``vggt.layers.mlp.Mlp`` and the tracker's timm-style Mlp)."""
+
+    hidden_features: int
+    out_features: int
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dense = lambda n, name: nn.Dense(  # noqa: E731
+            n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+        )
+        return dense(self.out_features, "fc2")(gelu(dense(self.hidden_features, "fc1")(x)))
+
+
+class LayerScale(nn.Module):
+    dim: int
+    init_values: float
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        gamma = self.param("gamma", nn.initializers.constant(self.init_values), (self.dim,), self.param_dtype)
+        return x * gamma.astype(self.dtype)
+
+
+def apply_rope_2d(t: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """2D rotary embedding of ``t: [B, N, H, D]``: the first D/2 features rotate with the row (y) angle, the last
+    D/2 with the column (x) angle; within each half, rotate_half pairs feature i with i + D/4 (half-split layout,
+    not interleaved). ``cos, sin: [N, 2, D/2]`` hold the per-token (y, x) tables already duplicated as
+    ``cat([angles, angles])``."""
+    d = t.shape[-1] // 2
+    out = []
+    for axis in range(2):
+        part = t[..., axis * d : (axis + 1) * d]
+        rotated = jnp.concatenate([-part[..., d // 2 :], part[..., : d // 2]], axis=-1)
+        c = cos[None, :, None, axis, :]
+        s = sin[None, :, None, axis, :]
+        out.append(part * c + rotated * s)
+    return jnp.concatenate(out, axis=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional qk-norm (LayerNorm over head_dim, affine) and 2D RoPE, applied in
+    that order, as ``vggt.layers.attention.Attention``."""
+
+    dim: int
+    num_heads: int
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    qk_norm: bool = False
+    norm_eps: float = 1e-5
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        b, n, c = x.shape
+        head_dim = c // self.num_heads
+        qkv = nn.Dense(3 * c, use_bias=self.qkv_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="qkv")(x)
+        qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if self.qk_norm:
+            q = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "q_norm")(q)
+            k = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "k_norm")(k)
+        if rope is not None:
+            q = apply_rope_2d(q, *rope)
+            k = apply_rope_2d(k, *rope)
+        out = dot_product_attention(q, k, v).reshape(b, n, c)
+        return nn.Dense(c, use_bias=self.proj_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="proj")(out)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x += ls1(attn(norm1(x))); x += ls2(mlp(norm2(x)))``."""
+
+    dim: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    init_values: float | None = None
+    qk_norm: bool = False
+    norm_eps: float = 1e-5
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        ls = (
+            (lambda name: LayerScale(self.dim, self.init_values, name=name, **kw))
+            if self.init_values
+            else (lambda name: (lambda y: y))
+        )
+        h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm1")(x)
+        h = Attention(self.dim, self.num_heads, qk_norm=self.qk_norm, norm_eps=1e-5, name="attn", **kw)(h, rope)
+        x = x + ls("ls1")(h)
+        h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm2")(x)
+        h = Mlp(int(self.dim * self.mlp_ratio), self.dim, name="mlp", **kw)(h)
+        return x + ls("ls2")(h)

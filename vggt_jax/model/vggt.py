@@ -1,0 +1,78 @@
+"""The VGGT model (``vggt/models/vggt.py``): aggregator + camera, depth, point and track heads."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vggt_jax.config import VGGTConfig
+from vggt_jax.model.aggregator import Aggregator
+from vggt_jax.model.camera_head import CameraHead
+from vggt_jax.model.dpt_head import DPTHead
+from vggt_jax.model.track_head import TrackHead
+
+
+def head_layers(config: VGGTConfig) -> tuple[int, ...]:
+    """The aggregator layers some head reads: the DPT layers and the last one (camera head)."""
+    layers = {config.aggregator.depth - 1}
+    for head in (config.depth_head, config.point_head):
+        if head is not None:
+            layers.update(head.intermediate_layer_idx)
+    if config.track_head is not None:
+        layers.update(config.track_head.feature_extractor.intermediate_layer_idx)
+    return tuple(sorted(layers))
+
+
+class VGGT(nn.Module):
+    config: VGGTConfig
+
+    @nn.compact
+    def __call__(self, images: jax.Array, query_points: jax.Array | None = None) -> dict[str, jax.Array]:
+        """``images: [B, S, 3, H, W]`` or ``[S, 3, H, W]``, RGB in [0, 1], H and W multiples of the patch size;
+        ``query_points: [B, N, 2]`` or ``[N, 2]``, pixel (x, y) in frame 0.
+
+        Returns a dict: ``pose_enc [B, S, 9]`` and ``pose_enc_list [iterations, B, S, 9]``, ``depth [B, S, H, W, 1]``,
+        ``depth_conf [B, S, H, W]``, ``world_points [B, S, H, W, 3]``, ``world_points_conf [B, S, H, W]``, and with
+        queries ``track [B, S, N, 2]``, ``track_list [iterations, B, S, N, 2]``, ``vis [B, S, N]``, ``conf [B, S, N]``.
+        """
+        cfg = self.config
+        if images.ndim == 4:
+            images = images[None]
+        if images.ndim != 5:
+            raise ValueError(f"images must be [S, 3, H, W] or [B, S, 3, H, W], got shape {images.shape}")
+        if query_points is not None and query_points.ndim == 2:
+            query_points = query_points[None]
+        dtype, head_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.head_dtype)
+        param_dtype = jnp.dtype(cfg.param_dtype)
+        image_hw = images.shape[-2:]
+
+        tokens, patch_start_idx = Aggregator(cfg.aggregator, dtype, param_dtype, name="aggregator")(
+            images, keep_layers=head_layers(cfg)
+        )
+        for layer, value in tokens.items():
+            self.sow("intermediates", f"aggregator_layer_{layer}", value)
+        out: dict[str, jax.Array] = {}
+        # Upstream runs these three heads with autocast disabled: full precision whatever the trunk's dtype.
+        head_tokens = {k: v.astype(head_dtype) for k, v in tokens.items()}
+        if cfg.camera_head is not None:
+            pose_enc_list = CameraHead(cfg.camera_head, head_dtype, param_dtype, name="camera_head")(
+                head_tokens[cfg.aggregator.depth - 1]
+            )
+            out["pose_enc"], out["pose_enc_list"] = pose_enc_list[-1], pose_enc_list
+        if cfg.depth_head is not None:
+            head = DPTHead(cfg.depth_head, head_dtype, param_dtype, name="depth_head")
+            out["depth"], out["depth_conf"] = head(head_tokens, image_hw, patch_start_idx)
+        if cfg.point_head is not None:
+            head = DPTHead(cfg.point_head, head_dtype, param_dtype, name="point_head")
+            out["world_points"], out["world_points_conf"] = head(head_tokens, image_hw, patch_start_idx)
+        if cfg.track_head is not None and (query_points is not None or self.is_initializing()):
+            if query_points is None:
+                query_points = jnp.zeros((images.shape[0], 1, 2), dtype)
+            track_list, vis, conf = TrackHead(cfg.track_head, dtype, param_dtype, name="track_head")(
+                tokens, image_hw, patch_start_idx, query_points
+            )
+            out.update(track=track_list[-1], track_list=track_list, vis=vis)
+            if conf is not None:
+                out["conf"] = conf
+        return out
