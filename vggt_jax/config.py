@@ -114,9 +114,7 @@ class TrackerConfig:
 @dataclasses.dataclass(frozen=True)
 class TrackHeadConfig:
     iters: int = 4
-    feature_extractor: DPTHeadConfig = DPTHeadConfig(
-        features=128, feature_only=True, down_ratio=2, pos_embed=False
-    )
+    feature_extractor: DPTHeadConfig = DPTHeadConfig(features=128, feature_only=True, down_ratio=2, pos_embed=False)
     tracker: TrackerConfig = TrackerConfig()
 
 
@@ -141,7 +139,7 @@ class VGGTConfig:
     def patch_size(self) -> int:
         return self.aggregator.patch_embed.patch_size
 
-    def replace(self, **kwargs: Any) -> "VGGTConfig":
+    def replace(self, **kwargs: Any) -> VGGTConfig:
         return dataclasses.replace(self, **kwargs)
 
     def to_dict(self) -> dict:
@@ -151,11 +149,11 @@ class VGGTConfig:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VGGTConfig":
+    def from_dict(cls, d: dict) -> VGGTConfig:
         return _from_dict(cls, d)
 
     @classmethod
-    def from_json(cls, text: str) -> "VGGTConfig":
+    def from_json(cls, text: str) -> VGGTConfig:
         return cls.from_dict(json.loads(text))
 
 
@@ -207,8 +205,13 @@ def tiny() -> VGGTConfig:
         track_head=TrackHeadConfig(
             iters=4,
             feature_extractor=DPTHeadConfig(
-                dim_in=768, features=32, out_channels=(32, 64, 128, 128), intermediate_layer_idx=(0, 1, 2, 3),
-                feature_only=True, down_ratio=2, pos_embed=False,
+                dim_in=768,
+                features=32,
+                out_channels=(32, 64, 128, 128),
+                intermediate_layer_idx=(0, 1, 2, 3),
+                feature_only=True,
+                down_ratio=2,
+                pos_embed=False,
             ),
             tracker=TrackerConfig(stride=2, corr_levels=3, corr_radius=2, latent_dim=32, hidden_size=64, depth=2),
         ),

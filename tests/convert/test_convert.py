@@ -58,7 +58,10 @@ def test_one_error_names_every_problem(fixture_file):
     msg = str(err.value)
     assert "1 missing" in msg and "camera_head/trunk_norm/bias" in msg
     assert "1 unexpected" in msg and "camera_head.not_a_layer.weight" in msg
-    assert "1 wrong shape" in msg and "depth_head.projects.0.weight: shape [33, 768, 1, 1], expected [32, 768, 1, 1]" in msg
+    assert (
+        "1 wrong shape" in msg
+        and "depth_head.projects.0.weight: shape [33, 768, 1, 1], expected [32, 768, 1, 1]" in msg
+    )
 
 
 def test_pt_and_safetensors_give_identical_params(tmp_path, fixture_file):
@@ -71,7 +74,7 @@ def test_pt_and_safetensors_give_identical_params(tmp_path, fixture_file):
     from_pt = convert_state_dict(tmp_path / "model.pt", tiny())
     from_st = convert_state_dict(tmp_path / "model.safetensors", tiny())
     from_np = convert_state_dict(sd, tiny())
-    for a, b, c in zip(*(jax.tree_util.tree_leaves(p) for p in (from_pt, from_st, from_np))):
+    for a, b, c in zip(*(jax.tree_util.tree_leaves(p) for p in (from_pt, from_st, from_np)), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     # Spot-check the transforms: Linear transposed, Conv OIHW -> HWIO, ConvTranspose IOHW -> HWIO.

@@ -37,8 +37,9 @@ def test_block_pair_with_rope_float64(tiny_case, layer):
         positions = token_positions(112 // 14, 154 // 14, 5)
         rope = rope_tables(positions, c // cfg.num_heads, cfg.rope_freq, jnp.float64)
         global_rope = tuple(jnp.tile(r, (s, 1, 1)) for r in rope)
-        block = Block(c, cfg.num_heads, init_values=cfg.init_values, qk_norm=True, dtype=jnp.float64,
-                      param_dtype=jnp.float64)
+        block = Block(
+            c, cfg.num_heads, init_values=cfg.init_values, qk_norm=True, dtype=jnp.float64, param_dtype=jnp.float64
+        )
         frame = block.apply({"params": params[f"frame_blocks_{layer}"]}, x, rope)
         glob = block.apply({"params": params[f"global_blocks_{layer}"]}, frame.reshape(1, s * t, c), global_rope)
         # Both are one block of float64 arithmetic away from the golden input: round-off only.

@@ -30,13 +30,15 @@ def run_heads(sd, agg, dtype):
     cfg = tiny().replace(track_head=None)
     params = convert_state_dict(sd, cfg, dtype)["params"]
     tokens = {i: jnp.asarray(agg[i]) for i in range(4)}
-    out = {"pose_enc_list": CameraHead(cfg.camera_head, dtype, dtype).apply({"params": params["camera_head"]}, tokens[3])}
+    out = {
+        "pose_enc_list": CameraHead(cfg.camera_head, dtype, dtype).apply({"params": params["camera_head"]}, tokens[3])
+    }
     for key, head_cfg, names in (
         ("depth_head", cfg.depth_head, ("depth", "depth_conf")),
         ("point_head", cfg.point_head, ("world_points", "world_points_conf")),
     ):
         head = DPTHead(head_cfg, dtype, dtype)
-        out.update(zip(names, head.apply({"params": params[key]}, tokens, (112, 154), 5)))
+        out.update(zip(names, head.apply({"params": params[key]}, tokens, (112, 154), 5), strict=True))
     return out
 
 

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
-def to_params(module: "torch.nn.Module") -> dict:
+def to_params(module: torch.nn.Module) -> dict:
     """A torch module's state dict through our rename table, as a flax params tree."""
     tree: dict = {}
     for key, value in module.state_dict().items():

@@ -59,9 +59,7 @@ def load_config(directory: str | os.PathLike) -> VGGTConfig:
     return VGGTConfig.from_json((d / CONFIG_FILE).read_text())
 
 
-def load_checkpoint(
-    directory: str | os.PathLike, dtype: str | None = None, shardings=None
-) -> tuple[VGGTConfig, dict]:
+def load_checkpoint(directory: str | os.PathLike, dtype: str | None = None, shardings=None) -> tuple[VGGTConfig, dict]:
     """-> (config, params). ``dtype`` casts the params after loading (e.g. "float32" from a bf16 checkpoint);
     ``shardings``: a pytree of shardings matching the params to restore straight into (default: device 0)."""
     import orbax.checkpoint as ocp

@@ -13,7 +13,9 @@ import re
 import numpy as np
 
 # Modules whose 4-D ``weight`` is a Conv2d kernel [O, I, kh, kw].
-_CONV = r"(?:projects\.\d+|resize_layers\.3|layer\d_rn|out_conv|conv[12]|output_conv1|output_conv2\.\d|patch_embed\.proj)"
+_CONV = (
+    r"(?:projects\.\d+|resize_layers\.3|layer\d_rn|out_conv|conv[12]|output_conv1|output_conv2\.\d|patch_embed\.proj)"
+)
 
 RULES: tuple[tuple[str, str, str], ...] = (
     # nn.MultiheadAttention packs q, k, v into one [3E, E] matrix: a Dense named in_proj here.

@@ -7,7 +7,8 @@ name) and ``load(key) -> np.ndarray`` in float32 or wider (bf16/fp16 sources are
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import numpy as np
 
@@ -45,8 +46,10 @@ class NumpySource:
         return tuple(np.shape(self._arrays[key]))
 
     def dtype(self, key):
-        return np.asarray(self._arrays[key]).dtype.name if not hasattr(self._arrays[key], "dtype") else str(
-            self._arrays[key].dtype
+        return (
+            np.asarray(self._arrays[key]).dtype.name
+            if not hasattr(self._arrays[key], "dtype")
+            else str(self._arrays[key].dtype)
         )
 
     def load(self, key):

@@ -6,7 +6,8 @@ of one frame) and global attention (tokens of all frames of a scene), each outpu
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -80,8 +81,14 @@ class Aggregator(nn.Module):
         if cfg.depth % cfg.aa_block_size:
             raise ValueError(f"depth ({cfg.depth}) must be divisible by aa_block_size ({cfg.aa_block_size})")
         block = lambda name: Block(  # noqa: E731
-            c, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values, qk_norm=cfg.qk_norm, dtype=self.dtype,
-            param_dtype=self.param_dtype, name=name,
+            c,
+            cfg.num_heads,
+            cfg.mlp_ratio,
+            init_values=cfg.init_values,
+            qk_norm=cfg.qk_norm,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
         )
         keep = set(range(cfg.depth)) if keep_layers is None else set(keep_layers)
         outputs: dict[int, jax.Array] = {}

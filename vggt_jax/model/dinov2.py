@@ -31,7 +31,12 @@ class PatchEmbed(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         p = self.patch_size
         x = nn.Conv(
-            self.embed_dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype,
+            self.embed_dim,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
             name="proj",
         )(x)
         return x.reshape(x.shape[0], -1, self.embed_dim)
@@ -78,8 +83,14 @@ class DinoVisionTransformer(nn.Module):
             x = jnp.concatenate([x[:, :1], regs, x[:, 1:]], axis=1)
         for i in range(cfg.depth):
             x = Block(
-                c, cfg.num_heads, cfg.mlp_ratio, init_values=cfg.init_values,
-                norm_eps=cfg.layernorm_eps, dtype=self.dtype, param_dtype=self.param_dtype, name=f"blocks_{i}",
+                c,
+                cfg.num_heads,
+                cfg.mlp_ratio,
+                init_values=cfg.init_values,
+                norm_eps=cfg.layernorm_eps,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"blocks_{i}",
             )(x)
         x = layer_norm(cfg.layernorm_eps, self.dtype, self.param_dtype, "norm")(x)
         return x[:, 1 + r :]

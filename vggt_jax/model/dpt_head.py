@@ -6,7 +6,8 @@ module tree (``projects_i``, ``resize_layers_i``, ``scratch/refinenet{1..4}/resC
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -52,7 +53,10 @@ def uv_pos_embed(h: int, w: int, channels: int, aspect_ratio: float, dtype: np.d
         return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
     emb = np.concatenate(
-        [np.broadcast_to(sincos(xs)[None], (h, w, 2 * quarter)), np.broadcast_to(sincos(ys)[:, None], (h, w, 2 * quarter))],
+        [
+            np.broadcast_to(sincos(xs)[None], (h, w, 2 * quarter)),
+            np.broadcast_to(sincos(ys)[:, None], (h, w, 2 * quarter)),
+        ],
         axis=-1,
     ).astype(np.float32)
     return emb * np.float32(ratio)
@@ -70,7 +74,9 @@ class PatchUpsample(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.factor
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), self.param_dtype)
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), self.param_dtype
+        )
         bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
         n, h, w, _ = x.shape
         y = jnp.einsum("nhwi,abio->nhawbo", x.astype(self.dtype), kernel.astype(self.dtype))
@@ -80,8 +86,14 @@ class PatchUpsample(nn.Module):
 def _conv(features: int, kernel: int, dtype, param_dtype, name: str, stride: int = 1, use_bias: bool = True):
     pad = kernel // 2
     return nn.Conv(
-        features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)), use_bias=use_bias,
-        dtype=dtype, param_dtype=param_dtype, name=name,
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        name=name,
     )
 
 
@@ -142,7 +154,7 @@ class Scratch(nn.Module):
             self.output_conv2_2 = _conv(self.output_dim, 1, name="output_conv2_2", **kw)
 
     def fuse(self, layers: list[jax.Array]) -> jax.Array:
-        l1, l2, l3, l4 = (rn(x) for rn, x in zip(self.layer_rn, layers))
+        l1, l2, l3, l4 = (rn(x) for rn, x in zip(self.layer_rn, layers, strict=True))
         hw = lambda t: t.shape[-3:-1]  # noqa: E731
         out = self.refinenet[3](l4, size=hw(l3))
         out = self.refinenet[2](out, l3, size=hw(l2))

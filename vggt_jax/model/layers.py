@@ -21,8 +21,13 @@ def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, name: str, use_scal
     """A LayerNorm with PyTorch's numerics: two-pass variance (flax's default fast variance, E[x^2] - E[x]^2,
     loses digits when |mean| >> std) and an explicit eps (PyTorch defaults to 1e-5, flax to 1e-6)."""
     return nn.LayerNorm(
-        epsilon=eps, dtype=dtype, param_dtype=param_dtype, use_scale=use_scale, use_bias=use_scale,
-        use_fast_variance=False, name=name,
+        epsilon=eps,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        use_scale=use_scale,
+        use_bias=use_scale,
+        use_fast_variance=False,
+        name=name,
     )
 
 
@@ -124,7 +129,7 @@ class Block(nn.Module):
         ls = (
             (lambda name: LayerScale(self.dim, self.init_values, name=name, **kw))
             if self.init_values
-            else (lambda name: (lambda y: y))
+            else (lambda name: lambda y: y)
         )
         h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm1")(x)
         h = Attention(self.dim, self.num_heads, qk_norm=self.qk_norm, norm_eps=1e-5, name="attn", **kw)(h, rope)

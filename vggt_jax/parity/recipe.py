@@ -9,7 +9,7 @@ import json
 import os
 import struct
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

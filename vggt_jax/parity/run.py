@@ -12,9 +12,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

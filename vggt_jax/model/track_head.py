@@ -1,0 +1,61 @@
+"""The track head (``vggt/heads/track_head.py``): a feature-only DPT head followed by the point tracker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vggt_jax.config import TrackHeadConfig
+from vggt_jax.model.dpt_head import DPTHead
+from vggt_jax.model.tracker import BaseTrackerPredictor
+
+Dtype = Any
+
+
+class TrackHead(nn.Module):
+    """``feature_extractor`` (DPTHead, feature_only, down_ratio 2) -> ``tracker`` (BaseTrackerPredictor)."""
+
+    config: TrackHeadConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        tokens: Mapping[int, jax.Array],
+        image_hw: tuple[int, int],
+        patch_start_idx: int,
+        query_points: jax.Array,
+        iters: int | None = None,
+        apply_sigmoid: bool = True,
+    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        """Track query points of frame 0 through all frames.
+
+        Args:
+          tokens: {aggregator layer: [B, S, T, 2 * embed_dim]}, at least the feature extractor's layers.
+          image_hw: (H, W) of the input images.
+          patch_start_idx: index of the first patch token (after camera and register tokens).
+          query_points: [B, N, 2] pixel (x, y) in frame 0.
+          iters: tracker iterations (default ``config.iters``).
+          apply_sigmoid: False returns vis/conf logits.
+
+        Returns:
+          ``track_list [iters, B, S, N, 2]`` pixel (x, y), ``vis [B, S, N]``, ``conf [B, S, N]`` or None.
+        """
+        cfg = self.config
+        if not cfg.feature_extractor.feature_only:
+            raise ValueError("TrackHeadConfig.feature_extractor must have feature_only=True (it feeds the tracker)")
+        if cfg.feature_extractor.features != cfg.tracker.latent_dim:
+            raise ValueError(
+                f"the feature extractor's features ({cfg.feature_extractor.features}) must equal the tracker's "
+                f"latent_dim ({cfg.tracker.latent_dim})"
+            )
+        fmaps = DPTHead(
+            cfg.feature_extractor, dtype=self.dtype, param_dtype=self.param_dtype, name="feature_extractor"
+        )(tokens, image_hw=image_hw, patch_start_idx=patch_start_idx)
+        tracker = BaseTrackerPredictor(cfg.tracker, self.dtype, self.param_dtype, name="tracker")
+        return tracker(query_points, fmaps, iters=cfg.iters if iters is None else iters, apply_sigmoid=apply_sigmoid)
