@@ -39,10 +39,13 @@ class Aggregator(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, images: jax.Array, keep_layers: Sequence[int] | None = None) -> tuple[dict[int, jax.Array], int]:
+    def __call__(
+        self, images: jax.Array, keep_layers: Sequence[int] | None = None, frame_mask: jax.Array | None = None
+    ) -> tuple[dict[int, jax.Array], int]:
         """``images: [B, S, 3, H, W]`` in [0, 1] -> ({layer: [B, S, T, 2C]}, patch_start_idx).
 
         ``keep_layers``: the aggregator layers to return (default all); the others are never stored.
+        ``frame_mask``: [B, S] bool, False for padding frames, which global attention then ignores.
         """
         cfg = self.config
         b, s, c_in, height, width = images.shape
@@ -90,6 +93,7 @@ class Aggregator(nn.Module):
             param_dtype=self.param_dtype,
             name=name,
         )
+        global_mask = None if frame_mask is None else jnp.repeat(frame_mask, t, axis=1)  # [B, S * T]
         keep = set(range(cfg.depth)) if keep_layers is None else set(keep_layers)
         outputs: dict[int, jax.Array] = {}
         counters = {"frame": 0, "global": 0}
@@ -97,14 +101,18 @@ class Aggregator(nn.Module):
             inter: dict[str, list[jax.Array]] = {}
             for attn_type in cfg.aa_order:
                 if attn_type == "frame":
-                    x, table = tokens.reshape(b * s, t, c), rope
+                    x, table, mask = tokens.reshape(b * s, t, c), rope, None
                 elif attn_type == "global":
-                    x, table = tokens.reshape(b, s * t, c), (global_rope if rope is not None else None)
+                    x, table, mask = (
+                        tokens.reshape(b, s * t, c),
+                        (global_rope if rope is not None else None),
+                        global_mask,
+                    )
                 else:
                     raise ValueError(f"unknown attention type {attn_type!r} in aa_order")
                 inter[attn_type] = []
                 for _ in range(cfg.aa_block_size):
-                    x = block(f"{attn_type}_blocks_{counters[attn_type]}")(x, table)
+                    x = block(f"{attn_type}_blocks_{counters[attn_type]}")(x, table, mask)
                     counters[attn_type] += 1
                     inter[attn_type].append(x.reshape(b, s, t, c))
                 tokens = x.reshape(b, s, t, c)

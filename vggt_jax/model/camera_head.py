@@ -22,8 +22,9 @@ class CameraHead(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, tokens: jax.Array) -> jax.Array:
-        """``tokens``: last aggregator layer ``[B, S, T, dim_in]`` -> pose encodings ``[iterations, B, S, 9]``."""
+    def __call__(self, tokens: jax.Array, frame_mask: jax.Array | None = None) -> jax.Array:
+        """``tokens``: last aggregator layer ``[B, S, T, dim_in]`` -> pose encodings ``[iterations, B, S, 9]``.
+        ``frame_mask``: [B, S] bool, False for padding frames, which the trunk's attention then ignores."""
         cfg = self.config
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         dim = cfg.dim_in
@@ -52,7 +53,7 @@ class CameraHead(nn.Module):
             shift, scale, gate = jnp.split(modulation(nn.silu(inp)), 3, axis=-1)
             x = gate * (normed * (1 + scale) + shift) + pose_tokens
             for blk in trunk:
-                x = blk(x)
+                x = blk(x, key_mask=frame_mask)
             delta = pose_branch(trunk_norm(x))
             pred = delta if pred is None else pred + delta
             preds.append(activate_pose(pred, cfg.trans_act, cfg.quat_act, cfg.fl_act))

@@ -95,7 +95,10 @@ class Attention(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None, key_mask: jax.Array | None = None
+    ) -> jax.Array:
+        """``x: [B, N, C]``; ``rope``: (cos, sin) ``[N, 2, D/2]``; ``key_mask: [B, N]`` bool (False = padding)."""
         b, n, c = x.shape
         head_dim = c // self.num_heads
         qkv = nn.Dense(3 * c, use_bias=self.qkv_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="qkv")(x)
@@ -107,7 +110,7 @@ class Attention(nn.Module):
         if rope is not None:
             q = apply_rope_2d(q, *rope)
             k = apply_rope_2d(k, *rope)
-        out = dot_product_attention(q, k, v).reshape(b, n, c)
+        out = dot_product_attention(q, k, v, key_mask).reshape(b, n, c)
         return nn.Dense(c, use_bias=self.proj_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="proj")(out)
 
 
@@ -124,7 +127,9 @@ class Block(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None, key_mask: jax.Array | None = None
+    ) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         ls = (
             (lambda name: LayerScale(self.dim, self.init_values, name=name, **kw))
@@ -132,7 +137,9 @@ class Block(nn.Module):
             else (lambda name: lambda y: y)
         )
         h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm1")(x)
-        h = Attention(self.dim, self.num_heads, qk_norm=self.qk_norm, norm_eps=1e-5, name="attn", **kw)(h, rope)
+        h = Attention(self.dim, self.num_heads, qk_norm=self.qk_norm, norm_eps=1e-5, name="attn", **kw)(
+            h, rope, key_mask
+        )
         x = x + ls("ls1")(h)
         h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm2")(x)
         h = Mlp(int(self.dim * self.mlp_ratio), self.dim, name="mlp", **kw)(h)

@@ -32,6 +32,8 @@ class TrackHead(nn.Module):
         query_points: jax.Array,
         iters: int | None = None,
         apply_sigmoid: bool = True,
+        frame_mask: jax.Array | None = None,
+        point_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """Track query points of frame 0 through all frames.
 
@@ -42,6 +44,7 @@ class TrackHead(nn.Module):
           query_points: [B, N, 2] pixel (x, y) in frame 0.
           iters: tracker iterations (default ``config.iters``).
           apply_sigmoid: False returns vis/conf logits.
+          frame_mask, point_mask: [B, S], [B, N] bool, False marks padding (shape buckets).
 
         Returns:
           ``track_list [iters, B, S, N, 2]`` pixel (x, y), ``vis [B, S, N]``, ``conf [B, S, N]`` or None.
@@ -58,4 +61,11 @@ class TrackHead(nn.Module):
             cfg.feature_extractor, dtype=self.dtype, param_dtype=self.param_dtype, name="feature_extractor"
         )(tokens, image_hw=image_hw, patch_start_idx=patch_start_idx)
         tracker = BaseTrackerPredictor(cfg.tracker, self.dtype, self.param_dtype, name="tracker")
-        return tracker(query_points, fmaps, iters=cfg.iters if iters is None else iters, apply_sigmoid=apply_sigmoid)
+        return tracker(
+            query_points,
+            fmaps,
+            iters=cfg.iters if iters is None else iters,
+            apply_sigmoid=apply_sigmoid,
+            frame_mask=frame_mask,
+            point_mask=point_mask,
+        )

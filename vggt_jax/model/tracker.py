@@ -138,6 +138,8 @@ class BaseTrackerPredictor(nn.Module):
         iters: int = 6,
         down_ratio: int = 1,
         apply_sigmoid: bool = True,
+        frame_mask: jax.Array | None = None,
+        point_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """Track ``query_points`` (in frame 0) through all frames.
 
@@ -147,6 +149,8 @@ class BaseTrackerPredictor(nn.Module):
           iters: refinement iterations.
           down_ratio: extra downsampling of the features relative to the queries (upstream's argument).
           apply_sigmoid: False returns vis/conf logits (for training with a logit loss).
+          frame_mask, point_mask: [B, S] and [B, N] bool, False for padding frames / query points (shape
+            buckets); the real tracks do not depend on the padding.
 
         Returns:
           ``coords [iters, B, S, N, 2]`` pixel (x, y) after each iteration (frame 0 is the query),
@@ -226,7 +230,7 @@ class BaseTrackerPredictor(nn.Module):
             x = x + pos_emb
             x = x + ref_token
 
-            delta = updateformer(x)  # [B, N, S, latent + 2]
+            delta = updateformer(x, frame_mask, point_mask)  # [B, N, S, latent + 2]
             delta_feats = delta[..., 2:].reshape(b * n * s, latent)
             feats = gelu(ffeat_updater(ffeat_norm(delta_feats))) + feats.reshape(b * n * s, latent)
             track_feats = feats.reshape(b, n, s, latent).transpose(0, 2, 1, 3)

@@ -47,7 +47,8 @@ class PackedInProjection(nn.Module):
 
 
 class MultiheadAttention(nn.Module):
-    """``torch.nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)`` without masks or dropout.
+    """``torch.nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)`` without dropout; ``key_mask``
+    (``[B, Lk]`` bool, False = padding) plays the part of its ``key_padding_mask`` (inverted).
 
     ``query: [B, Lq, E]``, ``context: [B, Lk, E]`` (defaults to ``query``) -> ``[B, Lq, E]``."""
 
@@ -57,7 +58,9 @@ class MultiheadAttention(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, query: jax.Array, context: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, query: jax.Array, context: jax.Array | None = None, key_mask: jax.Array | None = None
+    ) -> jax.Array:
         e, h = self.embed_dim, self.num_heads
         in_proj = PackedInProjection(e, self.dtype, self.param_dtype, name="in_proj")
         if context is None:
@@ -66,7 +69,7 @@ class MultiheadAttention(nn.Module):
             q = in_proj(query, slice(0, e))
             k, v = jnp.split(in_proj(context, slice(e, 3 * e)), 2, axis=-1)
         split_heads = lambda t: t.reshape(*t.shape[:-1], h, e // h)  # noqa: E731
-        out = dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+        out = dot_product_attention(split_heads(q), split_heads(k), split_heads(v), key_mask)
         out = out.reshape(*out.shape[:-2], e)
         dense = nn.Dense(e, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=_xavier, name="out_proj")
         return dense(out)
@@ -83,11 +86,11 @@ class AttnBlock(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """``x: [B, L, C]`` -> ``[B, L, C]``."""
+    def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """``x: [B, L, C]``, ``key_mask: [B, L]`` bool (False = padding) -> ``[B, L, C]``."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = layer_norm(_NORM_EPS, self.dtype, self.param_dtype, "norm1")(x)
-        x = x + MultiheadAttention(self.hidden_size, self.num_heads, name="attn", **kw)(x)
+        x = x + MultiheadAttention(self.hidden_size, self.num_heads, name="attn", **kw)(x, key_mask=key_mask)
         h = layer_norm(_NORM_EPS, self.dtype, self.param_dtype, "norm2")(x)
         return x + Mlp(int(self.hidden_size * self.mlp_ratio), self.hidden_size, name="mlp", **kw)(h)
 
@@ -102,12 +105,12 @@ class CrossAttnBlock(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
-        """``x: [B, Lq, C]``, ``context: [B, Lk, C]`` -> ``[B, Lq, C]``."""
+    def __call__(self, x: jax.Array, context: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+        """``x: [B, Lq, C]``, ``context: [B, Lk, C]``, ``key_mask: [B, Lk]`` bool -> ``[B, Lq, C]``."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = layer_norm(_NORM_EPS, self.dtype, self.param_dtype, "norm1")(x)
         context = layer_norm(_NORM_EPS, self.dtype, self.param_dtype, "norm_context")(context)
-        x = x + MultiheadAttention(self.hidden_size, self.num_heads, name="cross_attn", **kw)(x, context)
+        x = x + MultiheadAttention(self.hidden_size, self.num_heads, name="cross_attn", **kw)(x, context, key_mask)
         h = layer_norm(_NORM_EPS, self.dtype, self.param_dtype, "norm2")(x)
         return x + Mlp(int(self.hidden_size * self.mlp_ratio), self.hidden_size, name="mlp", **kw)(h)
 
@@ -128,7 +131,12 @@ class EfficientUpdateFormer(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, frame_mask: jax.Array | None = None, point_mask: jax.Array | None = None
+    ) -> jax.Array:
+        """``x: [B, N, T, input_dim]``; ``frame_mask: [B, T]`` and ``point_mask: [B, N]`` bool mark real frames
+        and tracks (padding is False): padded frames are masked out of time attention and padded tracks out of
+        the virtual tracks' attention, so the real tokens' updates do not depend on the padding."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         blk = dict(hidden_size=self.hidden_size, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, **kw)
         x = layer_norm(_NORM_EPS, self.dtype, self.param_dtype, "input_norm")(x)
@@ -147,13 +155,16 @@ class EfficientUpdateFormer(nn.Module):
             tokens = jnp.concatenate([tokens, virtual], axis=1)
         n = tokens.shape[1]
 
+        time_mask = None if frame_mask is None else jnp.repeat(frame_mask, n, axis=0)  # [B * N, T]
+        space_mask = None if point_mask is None else jnp.repeat(point_mask, t, axis=0)  # [B * T, N_points]
         j = 0
         for i in range(self.time_depth):
-            tokens = AttnBlock(name=f"time_blocks_{i}", **blk)(tokens.reshape(b * n, t, c)).reshape(b, n, t, c)
+            time_tokens = AttnBlock(name=f"time_blocks_{i}", **blk)(tokens.reshape(b * n, t, c), time_mask)
+            tokens = time_tokens.reshape(b, n, t, c)
             if self.add_space_attn and i % (self.time_depth // self.space_depth) == 0:
                 space = tokens.transpose(0, 2, 1, 3).reshape(b * t, n, c)
                 points, virtual = space[:, :n_points], space[:, n_points:]
-                virtual = CrossAttnBlock(name=f"space_virtual2point_blocks_{j}", **blk)(virtual, points)
+                virtual = CrossAttnBlock(name=f"space_virtual2point_blocks_{j}", **blk)(virtual, points, space_mask)
                 virtual = AttnBlock(name=f"space_virtual_blocks_{j}", **blk)(virtual)
                 points = CrossAttnBlock(name=f"space_point2virtual_blocks_{j}", **blk)(points, virtual)
                 space = jnp.concatenate([points, virtual], axis=1)

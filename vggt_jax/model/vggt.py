@@ -28,13 +28,24 @@ class VGGT(nn.Module):
     config: VGGTConfig
 
     @nn.compact
-    def __call__(self, images: jax.Array, query_points: jax.Array | None = None) -> dict[str, jax.Array]:
+    def __call__(
+        self,
+        images: jax.Array,
+        query_points: jax.Array | None = None,
+        frame_mask: jax.Array | None = None,
+        point_mask: jax.Array | None = None,
+        apply_sigmoid: bool = True,
+    ) -> dict[str, jax.Array]:
         """``images: [B, S, 3, H, W]`` or ``[S, 3, H, W]``, RGB in [0, 1], H and W multiples of the patch size;
         ``query_points: [B, N, 2]`` or ``[N, 2]``, pixel (x, y) in frame 0.
 
         Returns a dict: ``pose_enc [B, S, 9]`` and ``pose_enc_list [iterations, B, S, 9]``, ``depth [B, S, H, W, 1]``,
         ``depth_conf [B, S, H, W]``, ``world_points [B, S, H, W, 3]``, ``world_points_conf [B, S, H, W]``, and with
         queries ``track [B, S, N, 2]``, ``track_list [iterations, B, S, N, 2]``, ``vis [B, S, N]``, ``conf [B, S, N]``.
+
+        ``frame_mask [B, S]`` / ``point_mask [B, N]`` (bool, False = padding) let a caller pad frames and queries to
+        a shape bucket: attention ignores the padding, so the real frames' outputs do not change (the padded
+        entries of the outputs are meaningless). ``apply_sigmoid=False`` returns vis/conf logits (training).
         """
         cfg = self.config
         if images.ndim == 4:
@@ -48,7 +59,7 @@ class VGGT(nn.Module):
         image_hw = images.shape[-2:]
 
         tokens, patch_start_idx = Aggregator(cfg.aggregator, dtype, param_dtype, name="aggregator")(
-            images, keep_layers=head_layers(cfg)
+            images, keep_layers=head_layers(cfg), frame_mask=frame_mask
         )
         for layer, value in tokens.items():
             self.sow("intermediates", f"aggregator_layer_{layer}", value)
@@ -57,7 +68,7 @@ class VGGT(nn.Module):
         head_tokens = {k: v.astype(head_dtype) for k, v in tokens.items()}
         if cfg.camera_head is not None:
             pose_enc_list = CameraHead(cfg.camera_head, head_dtype, param_dtype, name="camera_head")(
-                head_tokens[cfg.aggregator.depth - 1]
+                head_tokens[cfg.aggregator.depth - 1], frame_mask
             )
             out["pose_enc"], out["pose_enc_list"] = pose_enc_list[-1], pose_enc_list
         if cfg.depth_head is not None:
@@ -70,7 +81,13 @@ class VGGT(nn.Module):
             if query_points is None:
                 query_points = jnp.zeros((images.shape[0], 1, 2), dtype)
             track_list, vis, conf = TrackHead(cfg.track_head, dtype, param_dtype, name="track_head")(
-                tokens, image_hw, patch_start_idx, query_points
+                tokens,
+                image_hw,
+                patch_start_idx,
+                query_points,
+                apply_sigmoid=apply_sigmoid,
+                frame_mask=frame_mask,
+                point_mask=point_mask,
             )
             out.update(track=track_list[-1], track_list=track_list, vis=vis)
             if conf is not None:
