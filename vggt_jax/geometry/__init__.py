@@ -1,0 +1,41 @@
+"""Camera geometry as pure functions of numpy or jax.numpy arrays (``xnp=np`` or ``xnp=jnp``).
+
+Conventions: extrinsics are camera-from-world ``[R | t]`` with OpenCV axes; quaternions are XYZW with ``qw >= 0``;
+intrinsics are in pixels with pixel centres at integer coordinates (see ``cameras``).
+"""
+
+from vggt_jax.geometry.cameras import (
+    cam_to_world_points,
+    closed_form_inverse_se3,
+    depth_to_cam_points,
+    depth_to_world_points,
+    intrinsics_to_corner_convention,
+    opencv_to_opengl_cam_to_world,
+    pixel_grid,
+    project_points,
+    unproject_depth_map_to_point_map,
+    warp_intrinsics,
+    world_to_cam_points,
+)
+from vggt_jax.geometry.pose_enc import extri_intri_to_pose_encoding, pose_encoding_to_extri_intri
+from vggt_jax.geometry.rotation import mat_to_quat, quat_to_mat, quat_xyzw_to_wxyz, standardize_quaternion
+
+__all__ = [
+    "cam_to_world_points",
+    "closed_form_inverse_se3",
+    "depth_to_cam_points",
+    "depth_to_world_points",
+    "extri_intri_to_pose_encoding",
+    "intrinsics_to_corner_convention",
+    "mat_to_quat",
+    "opencv_to_opengl_cam_to_world",
+    "pixel_grid",
+    "pose_encoding_to_extri_intri",
+    "project_points",
+    "quat_to_mat",
+    "quat_xyzw_to_wxyz",
+    "standardize_quaternion",
+    "unproject_depth_map_to_point_map",
+    "warp_intrinsics",
+    "world_to_cam_points",
+]

@@ -1,0 +1,1 @@
+"""Inference: preprocessing, the jitted predictor and the exports other tools read."""

@@ -1,0 +1,107 @@
+"""Depth and confidence maps as pictures.
+
+* ``depth/<stem>.png``: 16-bit greyscale PNG, ``depth = value * unit`` with one ``unit`` for all frames (the largest
+  depth maps to 65535, so frames stay comparable and no value saturates; VGGT's depth has no metric scale, so a
+  fixed unit such as millimetres could not fit every scene). ``value == 0`` marks no depth. ``unit`` and the
+  per-frame files are in ``depth/depth_scale.json``. Quantisation error <= unit / 2 (relative 7.6e-6 of the max).
+* ``depth_preview/<stem>.png``: colour (turbo) preview, normalised per frame between the 2nd and 98th percentiles.
+* ``confidence/<stem>.png``: colour (viridis) preview of ``log(conf)``, one scale shared by all frames.
+The maps keep the model's resolution (``H x W`` of the model input), like the arrays in predictions.npz.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vggt_jax.inference.exports._common import ExportError, check_array, check_names, commit_files
+
+UINT16_MAX = 65535
+
+
+def colormap(values: np.ndarray, name: str) -> np.ndarray:
+    """``[...]`` floats in [0, 1] (NaN -> black) -> ``[..., 3]`` uint8 through a matplotlib colormap."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ExportError(f"colour previews need matplotlib (pip install matplotlib==3.11.2): {e}") from e
+    rgb = matplotlib.colormaps[name](np.nan_to_num(np.clip(values, 0.0, 1.0)))[..., :3]
+    return np.where(np.isnan(values)[..., None], 0, np.round(rgb * 255)).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """``[H, W]`` uint8/uint16 or ``[H, W, 3]`` uint8 -> PNG bytes (uint16 stays 16-bit)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def stems(image_names: Sequence[str], count: int) -> list[str]:
+    """File stems for per-frame outputs, unique (``a.jpg`` and ``a.png`` would collide)."""
+    out = [Path(n).stem for n in check_names(image_names, count)]
+    if len(set(out)) != len(out):
+        raise ExportError(f"image names give clashing file stems: {out}")
+    return out
+
+
+def encode_depth(depth: np.ndarray) -> tuple[np.ndarray, float]:
+    """``[S, H, W]`` depth -> (``[S, H, W]`` uint16, unit) with ``depth ~= value * unit``; 0 where depth <= 0/NaN."""
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        raise ExportError("depth has no positive finite value to export")
+    unit = float(depth[valid].max()) / UINT16_MAX
+    values = np.where(valid, np.clip(np.round(np.where(valid, depth, 0) / unit), 1, UINT16_MAX), 0)
+    return values.astype(np.uint16), unit
+
+
+def write_depth_maps(
+    directory: str | os.PathLike,
+    depth: np.ndarray,
+    image_names: Sequence[str],
+    conf: np.ndarray | None = None,
+) -> list[Path]:
+    """Write the depth PNGs, their scale, the previews and (with ``conf [S, H, W]``) the confidence previews.
+
+    Args:
+      depth: ``[S, H, W]`` or ``[S, H, W, 1]`` camera z in VGGT's (scene-normalised) units.
+      image_names: one per frame; the output files are named after their stems.
+    """
+    depth = np.asarray(depth, np.float64)
+    if depth.ndim == 4 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    depth = check_array("depth", depth, (None, None, None))
+    names = stems(image_names, len(depth))
+    values, unit = encode_depth(depth)
+    files: dict[str, bytes] = {}
+    for stem, value, frame in zip(names, values, depth, strict=True):
+        files[f"depth/{stem}.png"] = png_bytes(value)
+        valid = np.isfinite(frame) & (frame > 0)
+        low, high = np.percentile(frame[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+        scaled = np.where(valid, (frame - low) / max(high - low, 1e-12), np.nan)
+        files[f"depth_preview/{stem}.png"] = png_bytes(colormap(scaled, "turbo"))
+    sidecar = {
+        "encoding": "16-bit greyscale PNG, depth = value * unit, value 0 = no depth",
+        "unit": unit,
+        "depth_is": "camera z (not ray length), VGGT's scene-normalised units",
+        "files": {stem: f"{stem}.png" for stem in names},
+    }
+    files["depth/depth_scale.json"] = json.dumps(sidecar, indent=2).encode("utf-8")
+    if conf is not None:
+        log_conf = np.log(np.maximum(check_array("conf", conf, depth.shape).astype(np.float64), 1e-12))
+        low, high = np.percentile(log_conf[np.isfinite(log_conf)], [1, 99])
+        for stem, frame in zip(names, log_conf, strict=True):
+            files[f"confidence/{stem}.png"] = png_bytes(colormap((frame - low) / max(high - low, 1e-12), "viridis"))
+    return commit_files(directory, files)
+
+
+def read_depth_png(path: str | os.PathLike, unit: float) -> np.ndarray:
+    """Inverse of the 16-bit encoding: ``[H, W]`` float64 depth, NaN where there is none."""
+    with Image.open(path) as img:
+        values = np.asarray(img, dtype=np.float64)
+    return np.where(values > 0, values * unit, np.nan)

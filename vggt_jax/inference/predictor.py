@@ -1,0 +1,242 @@
+"""The jitted predictor: a checkpoint in, numpy predictions out.
+
+``Predictor.from_checkpoint(...)`` accepts an orbax checkpoint directory, an official ``.safetensors`` / ``.pt``
+file (converted once and cached as an orbax checkpoint) or a Hugging Face Hub id. ``predictor(images,
+query_points)`` pads the frame count and the query count up to a bucket (``FRAME_BUCKETS``, ``QUERY_BUCKETS``)
+with masks, so the outputs of the real frames are unchanged (``VGGT.__call__``) and a new frame count inside a
+bucket reuses the compiled program; compiled programs also persist across processes (``enable_compilation_cache``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from vggt_jax.config import VGGTConfig, get_config
+from vggt_jax.convert.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
+from vggt_jax.convert.convert import convert_state_dict
+from vggt_jax.geometry.cameras import depth_to_world_points
+from vggt_jax.geometry.pose_enc import pose_encoding_to_extri_intri
+from vggt_jax.inference.preprocess import ImageMeta
+from vggt_jax.model.vggt import VGGT
+
+FRAME_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+QUERY_BUCKETS = tuple(2**k for k in range(4, 17))
+
+
+def cache_root() -> Path:
+    """``$VGGT_JAX_CACHE`` or ``~/.cache/vggt_jax``: converted checkpoints and compiled programs."""
+    return Path(os.environ.get("VGGT_JAX_CACHE", Path.home() / ".cache" / "vggt_jax")).expanduser()
+
+
+def enable_compilation_cache(directory: str | os.PathLike | None = None) -> None:
+    """Persist compiled XLA programs (the 1B forward takes tens of seconds to compile) unless the user set a cache
+    directory of their own."""
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", os.fspath(directory or cache_root() / "xla"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= n (n itself beyond the largest)."""
+    return next((b for b in buckets if b >= n), n)
+
+
+def default_dtype() -> str:
+    """float32 on CPU; bfloat16 on accelerators, as the official demos run under autocast."""
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+
+
+@dataclasses.dataclass
+class Predictions:
+    """One scene's predictions, numpy, without a batch axis. Pixel coordinates are (x, y) of the model input
+    (``images``) unless named ``*_original``; cameras are camera-from-world, OpenCV axes, in the frame of camera 0.
+
+    Attributes:
+      images: [S, 3, H, W] model input in [0, 1].
+      pose_enc: [S, 9]; pose_enc_list: [iterations, S, 9].
+      extrinsic: [S, 3, 4]; intrinsic: [S, 3, 3] for the model input.
+      depth, depth_conf: [S, H, W].
+      world_points, world_points_conf: [S, H, W, 3] and [S, H, W] from the point head.
+      world_points_from_depth: [S, H, W, 3], depth unprojected with the predicted cameras (usually the more
+        accurate point cloud, as the paper notes).
+      track, track_list, vis, conf: [S, N, 2], [iterations, S, N, 2], [S, N], [S, N] when queries were given.
+      metas: per-image ``ImageMeta`` when the images came from ``preprocess``; then ``intrinsic_original`` [S, 3, 3]
+        and ``track_original`` [S, N, 2] are in each original image's pixels.
+    """
+
+    images: np.ndarray
+    pose_enc: np.ndarray
+    pose_enc_list: np.ndarray
+    extrinsic: np.ndarray
+    intrinsic: np.ndarray
+    depth: np.ndarray
+    depth_conf: np.ndarray
+    world_points: np.ndarray
+    world_points_conf: np.ndarray
+    world_points_from_depth: np.ndarray
+    track: np.ndarray | None = None
+    track_list: np.ndarray | None = None
+    vis: np.ndarray | None = None
+    conf: np.ndarray | None = None
+    metas: list[ImageMeta] | None = None
+    intrinsic_original: np.ndarray | None = None
+    track_original: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array field that is set (for ``np.savez``)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+
+
+class Predictor:
+    def __init__(
+        self,
+        config: VGGTConfig,
+        params: dict,
+        *,
+        frame_buckets: Sequence[int] = FRAME_BUCKETS,
+        query_buckets: Sequence[int] = QUERY_BUCKETS,
+        compilation_cache: bool = True,
+    ):
+        if compilation_cache:
+            enable_compilation_cache()
+        self.config = config
+        self.params = params
+        self.frame_buckets = tuple(frame_buckets)
+        self.query_buckets = tuple(query_buckets)
+        self.model = VGGT(config)
+        self._forward = jax.jit(self.model.apply)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        source: str | os.PathLike,
+        *,
+        dtype: str | None = None,
+        config: str | VGGTConfig = "vggt_1b",
+        cache_dir: str | os.PathLike | None = None,
+        **kwargs,
+    ) -> Predictor:
+        """``source``: an orbax checkpoint directory (``python -m vggt_jax.convert``), an official ``.safetensors``
+        / ``.pt`` file, or a Hub id such as ``facebook/VGGT-1B``. ``dtype``: compute dtype (default float32 on CPU,
+        bfloat16 on accelerators); ``config``: the variant of a raw state dict (an orbax checkpoint names its own).
+        """
+        path = resolve_checkpoint(source, config, cache_dir)
+        ckpt_config, params = load_checkpoint(path, dtype="float32" if dtype != "float64" else "float64")
+        compute = dtype or default_dtype()
+        ckpt_config = ckpt_config.replace(dtype=compute, head_dtype="float64" if compute == "float64" else "float32")
+        return cls(ckpt_config, params, **kwargs)
+
+    def __call__(
+        self,
+        images: np.ndarray,
+        query_points: np.ndarray | None = None,
+        metas: Sequence[ImageMeta] | None = None,
+    ) -> Predictions:
+        """``images``: [S, 3, H, W] float in [0, 1] (``preprocess.load_and_preprocess_images``); ``query_points``:
+        [N, 2] pixel (x, y) in frame 0 of ``images``; ``metas``: the preprocessing's ``ImageMeta`` list, to express
+        cameras and tracks in the original images' pixels too."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [S, 3, H, W], got {images.shape}")
+        s, _, height, width = images.shape
+        p = self.config.patch_size
+        if height % p or width % p:
+            raise ValueError(f"image size {height}x{width} is not a multiple of {p}; preprocess the images first")
+        dtype = np.float64 if self.config.dtype == "float64" else np.float32
+        s_pad = bucket(s, self.frame_buckets)
+        padded = np.concatenate([images, np.repeat(images[-1:], s_pad - s, axis=0)]).astype(dtype)
+        frame_mask = (np.arange(s_pad) < s)[None]
+        queries = point_mask = None
+        if query_points is not None and self.config.track_head is not None:
+            query_points = np.asarray(query_points, np.float64).reshape(-1, 2)
+            n = len(query_points)
+            n_pad = bucket(n, self.query_buckets)
+            queries = np.concatenate([query_points, np.repeat(query_points[:1], n_pad - n, axis=0)])[None].astype(dtype)
+            point_mask = (np.arange(n_pad) < n)[None]
+        out = self._forward(self.params, padded[None], queries, frame_mask, point_mask)
+        out = {k: np.asarray(v) for k, v in out.items()}
+        return self._postprocess(out, images, s, None if query_points is None else len(query_points), metas)
+
+    def _postprocess(self, out, images, s, n, metas) -> Predictions:
+        height, width = images.shape[-2:]
+        pose_enc = out["pose_enc"][0, :s].astype(np.float64)
+        # A FoV of exactly 0 (the head's ReLU, seen with untrained weights) gives an infinite focal length.
+        with np.errstate(divide="ignore"):
+            extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc, (height, width), float32_intrinsics=False)
+        depth = out["depth"][0, :s, ..., 0]
+        with np.errstate(invalid="ignore"):
+            world_points_from_depth = depth_to_world_points(depth.astype(np.float64), extrinsic, intrinsic)
+        pred = Predictions(
+            images=images,
+            pose_enc=out["pose_enc"][0, :s],
+            pose_enc_list=out["pose_enc_list"][:, 0, :s],
+            extrinsic=extrinsic,
+            intrinsic=intrinsic,
+            depth=depth,
+            depth_conf=out["depth_conf"][0, :s],
+            world_points=out["world_points"][0, :s],
+            world_points_conf=out["world_points_conf"][0, :s],
+            world_points_from_depth=world_points_from_depth.astype(np.float32),
+        )
+        if n is not None and "track" in out:
+            pred.track = out["track"][0, :s, :n]
+            pred.track_list = out["track_list"][:, 0, :s, :n]
+            pred.vis = out["vis"][0, :s, :n]
+            pred.conf = out["conf"][0, :s, :n] if "conf" in out else None
+        if metas is not None:
+            if len(metas) != s:
+                raise ValueError(f"{len(metas)} image metas for {s} images")
+            pred.metas = list(metas)
+            pred.intrinsic_original = np.stack(
+                [m.intrinsics_to_original(k) for m, k in zip(metas, intrinsic, strict=True)]
+            )
+            if pred.track is not None:
+                pred.track_original = np.stack(
+                    [m.points_to_original(t) for m, t in zip(metas, pred.track, strict=True)]
+                ).astype(np.float32)
+        return pred
+
+
+def resolve_checkpoint(
+    source: str | os.PathLike, config: str | VGGTConfig = "vggt_1b", cache_dir: str | os.PathLike | None = None
+) -> Path:
+    """An orbax checkpoint directory for ``source``, converting (once, cached) a raw state dict or Hub download."""
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_dir():
+        if not is_checkpoint(path):
+            raise FileNotFoundError(
+                f"{path} is a folder but not a vggt_jax checkpoint (no config.json + params/); pass an orbax "
+                "checkpoint from `python -m vggt_jax.convert`, a model.safetensors/.pt file, or a Hub id"
+            )
+        return path
+    if not path.exists():
+        text = os.fspath(source)
+        if text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith((".pt", ".safetensors")):
+            from vggt_jax.convert.hub import download
+
+            path = Path(download(text))
+        else:
+            raise FileNotFoundError(
+                f"checkpoint not found: {text}; pass an orbax checkpoint directory, a model.safetensors/.pt file or "
+                "a Hugging Face Hub id such as facebook/VGGT-1B"
+            )
+    cfg = get_config(config) if isinstance(config, str) else config
+    stat = path.resolve().stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{cfg.to_json()}".encode()).hexdigest()[:16]
+    cached = Path(cache_dir or cache_root() / "checkpoints") / f"{path.stem}-{cfg.name}-{key}"
+    if not is_checkpoint(cached):
+        params = convert_state_dict(path, cfg.replace(param_dtype="float32"), "float32")
+        save_checkpoint(cached, cfg.replace(param_dtype="float32"), params, overwrite=True)
+        del params
+    return cached
