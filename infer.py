@@ -1,0 +1,83 @@
+"""VGGT inference: a folder of photos -> cameras, depth, points and tracks, with exports other tools read.
+
+  python infer.py --images photos/ --hub facebook/VGGT-1B --out recon/
+  python infer.py --images 'clip.mp4' --fps 2 --checkpoint checkpoints/vggt_1b --out recon/ --track 256
+
+Outputs (see README.md): predictions.npz, points.ply, scene.glb, sparse/0 (COLMAP, binary) and sparse_txt/0 (text),
+transforms.json (nerfstudio), images/, depth/ (16-bit PNG + previews), preview.png, tracks.npz + tracks_overlay.png.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from vggt_jax.inference.run import ALL_EXPORTS, InferOptions, OutputError, run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("images", None, "folder of images, glob pattern, one image or a video file", required=True)
+flags.DEFINE_string("out", None, "output folder (must not exist or be empty, unless --overwrite)", required=True)
+flags.DEFINE_string("checkpoint", None, "orbax checkpoint dir, or an official model.safetensors / model.pt")
+flags.DEFINE_string("hub", None, "Hugging Face Hub id to download instead, e.g. facebook/VGGT-1B")
+flags.DEFINE_enum("config", "vggt_1b", ["vggt_1b", "tiny"], "model variant of a raw .safetensors/.pt checkpoint")
+flags.DEFINE_enum("mode", "crop", ["crop", "pad"], "preprocessing: crop to width 518, or pad to 518x518")
+flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "compute dtype (default: float32 on CPU, bf16 elsewhere)")
+flags.DEFINE_float("conf_percentile", 50.0, "drop points below this confidence percentile (as the official demos)")
+flags.DEFINE_enum("points_from", "depth", ["depth", "points"], "point cloud from depth + cameras, or the point head")
+flags.DEFINE_integer("track", 0, "track N query points of frame 0 (0: no tracking)")
+flags.DEFINE_enum("track_layout", "grid", ["grid", "random"], "layout of the --track query points")
+flags.DEFINE_string("queries", None, "file of query points (N x 2 pixel x, y in frame 0's original image)")
+flags.DEFINE_list("exports", list(ALL_EXPORTS), f"which outputs to write, from {','.join(ALL_EXPORTS)}")
+flags.DEFINE_float("fps", 1.0, "frames per second sampled from a video")
+flags.DEFINE_integer("max_frames", None, "at most this many frames from a video")
+flags.DEFINE_bool("overwrite", False, "replace a non-empty --out")
+flags.DEFINE_bool("progress", True, "show a progress bar")
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    if (FLAGS.checkpoint is None) == (FLAGS.hub is None):
+        print("error: give exactly one of --checkpoint or --hub", file=sys.stderr)
+        return 2
+    opts = InferOptions(
+        images=FLAGS.images,
+        out=FLAGS.out,
+        checkpoint=FLAGS.checkpoint or FLAGS.hub,
+        config=FLAGS.config,
+        mode=FLAGS.mode,
+        dtype=FLAGS.dtype,
+        conf_percentile=FLAGS.conf_percentile,
+        point_source=FLAGS.points_from,
+        track=FLAGS.track,
+        track_layout=FLAGS.track_layout,
+        queries=FLAGS.queries,
+        exports=FLAGS.exports,
+        fps=FLAGS.fps,
+        max_frames=FLAGS.max_frames,
+        overwrite=FLAGS.overwrite,
+    )
+    from tqdm import tqdm
+
+    from vggt_jax.convert import ConversionError
+
+    stages = tqdm(total=5, desc="vggt", unit="step", file=sys.stderr, disable=not FLAGS.progress)
+
+    def progress(message: str) -> None:
+        stages.set_description(message)
+        stages.update(1)
+
+    try:
+        out, pred = run(opts, progress)
+    except (ValueError, FileNotFoundError, OutputError, ConversionError, ImportError) as e:
+        stages.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    stages.update(stages.total - stages.n)
+    stages.close()
+    print(f"wrote {out}: {len(pred.images)} frames, " + ", ".join(sorted(p.name for p in out.iterdir())))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
