@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from vggt_jax.data import _geometry as geo
 from vggt_jax.data.readers import co3d
 from vggt_jax.data.sources import DataError, FileSceneSource
 from vggt_jax.data.synthetic import SyntheticScene
+from vggt_jax.geometry import camera_centers, project_points, quat_to_mat
 
 
 def _pytorch3d_screen(points, viewpoint, hw):
@@ -32,16 +32,16 @@ def test_conversion_matches_pytorch3d_projection():
     hw = (90, 160)
     q = rng.normal(size=4)
     viewpoint = dict(
-        R=geo.quaternion_to_rotation(q / np.linalg.norm(q)).tolist(),
+        R=quat_to_mat(q).tolist(),
         T=[0.1, -0.2, 4.0],
         focal_length=[1.8, 1.7],
         principal_point=[0.05, -0.1],
         intrinsics_format="ndc_isotropic",
     )
     ext, intr = co3d.co3d_to_opencv(viewpoint, hw)
-    cam_centre = geo.camera_centers(ext)
+    cam_centre = camera_centers(ext)
     points = cam_centre + (rng.normal(size=(50, 3)) * 0.5 + np.array([0, 0, 4.0])) @ ext[:, :3]
-    uv, z = geo.project(points, ext, intr)
+    uv, z = project_points(points, ext, intr)
     assert (z > 0).all()
     # Our pixel centres are at integers, PyTorch3D's at i + 0.5.
     np.testing.assert_allclose(uv + 0.5, _pytorch3d_screen(points, viewpoint, hw), atol=1e-9)

@@ -9,12 +9,12 @@ import grain
 import numpy as np
 import pytest
 
-from vggt_jax.data import _geometry as geo
 from vggt_jax.data import config as data_config
 from vggt_jax.data import pipeline, transforms
 from vggt_jax.data.sources import DataError
 from vggt_jax.data.synthetic import SyntheticSource
 from vggt_jax.data.tracks import build_tracks
+from vggt_jax.geometry import depth_to_world_points, pixel_grid, project_points
 
 KEYS = {
     "images": np.float32,
@@ -90,17 +90,17 @@ def test_ground_truth_is_consistent_after_augmentation(source):
         for s in range(batch["frame_mask"][i].sum()):
             ext, intr = batch["extrinsics"][i, s].astype(np.float64), batch["intrinsics"][i, s].astype(np.float64)
             mask = batch["point_masks"][i, s]
-            expected = geo.depth_to_world_points(batch["depths"][i, s].astype(np.float64), ext, intr)
+            expected = depth_to_world_points(batch["depths"][i, s].astype(np.float64), ext, intr)
             np.testing.assert_allclose(batch["world_points"][i, s][mask], expected[mask], atol=2e-5)
-            uv, _ = geo.project(batch["world_points"][i, s][mask].astype(np.float64), ext, intr)
+            uv, _ = project_points(batch["world_points"][i, s][mask].astype(np.float64), ext, intr)
             # Points land back on their pixels (float32 storage of points and cameras: ~1e-3 px).
-            np.testing.assert_allclose(uv, geo.pixel_grid(*mask.shape)[mask], atol=2e-3)
+            np.testing.assert_allclose(uv, np.stack(pixel_grid(*mask.shape), -1)[mask], atol=2e-3)
             h, w = mask.shape
             assert np.abs(intr[:2, 2] - [(w - 1) / 2, (h - 1) / 2]).max() <= 0.5
             # Tracks: projections of the frame-0 query points.
             q = batch["tracks"][i, 0].astype(int)
             queries = batch["world_points"][i, 0][q[:, 1], q[:, 0]].astype(np.float64)
-            uv, _ = geo.project(queries, ext, intr)
+            uv, _ = project_points(queries, ext, intr)
             np.testing.assert_allclose(batch["tracks"][i, s], uv, atol=2e-3)
 
 

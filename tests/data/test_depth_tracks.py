@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from vggt_jax.data import _geometry as geo
 from vggt_jax.data.synthetic import SyntheticScene
 from vggt_jax.data.tracks import build_tracks
 from vggt_jax.data.transforms import world_points_from_depth
+from vggt_jax.geometry import project_points
 
 
 def _gt(scene):
@@ -31,7 +31,7 @@ def test_tracks_agree_with_projection_and_exact_visibility():
     assert masks[0][q[:, 1], q[:, 0]].all()
     world = points[0][q[:, 1], q[:, 0]]
     for s in range(5):
-        uv, _ = geo.project(world, scene.extrinsics[s], scene.intrinsics[s])
+        uv, _ = project_points(world, scene.extrinsics[s], scene.intrinsics[s])
         np.testing.assert_allclose(tracks[s], uv, atol=1e-3)  # float32 storage
     exact_tracks, exact_vis = scene.tracks(world)
     np.testing.assert_allclose(tracks, exact_tracks, atol=1e-3)

@@ -7,9 +7,9 @@ import colorsys
 import numpy as np
 import pytest
 
-from vggt_jax.data import _geometry as geo
 from vggt_jax.data import transforms
 from vggt_jax.data.synthetic import SyntheticScene
+from vggt_jax.geometry import pixel_grid, project_points
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_transform_frame_keeps_ground_truth_on_the_same_pixels(scene, frame):
         src = carried.astype(np.int64) - 1
         ok = (src >= 0) & frame["valid"].reshape(-1)[np.maximum(src, 0)]
         points = frame["world_points"].reshape(-1, 3)[src[ok]].astype(np.float64)
-        uv, _ = geo.project(points, frame["extrinsic"], k2)
-        out_px = geo.pixel_grid(*target)[ok]
+        uv, _ = project_points(points, frame["extrinsic"], k2)
+        out_px = np.stack(pixel_grid(*target), -1)[ok]
         scale = np.diag(k2)[:2] / np.diag(frame["intrinsic"])[:2]  # per axis (x, y)
         # Nearest-neighbour resampling: the source pixel's centre is within half a source pixel of the output
         # pixel; float32 world points add ~1e-5 px.

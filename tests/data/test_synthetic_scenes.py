@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vggt_jax.data import _geometry as geo
 from vggt_jax.data.synthetic import TRAJECTORIES, SyntheticScene, SyntheticSource
+from vggt_jax.geometry import (
+    camera_centers,
+    depth_to_world_points,
+    pixel_grid,
+    pixel_rays,
+    project_points,
+    world_to_cam_points,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +68,15 @@ def test_depth_lies_on_the_analytic_geometry(scene, views):
     for s in (0, 3):
         depth, ext, intr = views["depths"][s].astype(np.float64), scene.extrinsics[s], scene.intrinsics[s]
         valid = depth > 0
-        points = geo.depth_to_world_points(depth, ext, intr)[valid]
+        points = depth_to_world_points(depth, ext, intr)[valid]
         # Which object each pixel sees, from an independent cast along the same rays.
-        rays = geo.pixel_rays(intr, geo.pixel_grid(60, 80))[valid] @ ext[:, :3]
-        _, object_id = scene.cast(geo.camera_centers(ext), rays)
+        rays = pixel_rays(*pixel_grid(60, 80), intr)[valid] @ ext[:, :3]
+        _, object_id = scene.cast(camera_centers(ext), rays)
         # Depth is stored as float32: 1e-6 relative at depths up to ~12 units.
         assert _on_surface_residual(scene, points, object_id).max() < 2e-5
         np.testing.assert_allclose(views["world_points"][s][valid], points, atol=2e-5)
         # Sky pixels look above the walls.
-        up = geo.pixel_rays(intr, geo.pixel_grid(60, 80))[~valid] @ ext[:, :3]
+        up = pixel_rays(*pixel_grid(60, 80), intr)[~valid] @ ext[:, :3]
         assert (up[:, 2] > 0).all()
 
 
@@ -77,7 +84,7 @@ def test_depth_is_consistent_across_views(scene, views):
     """A frame-0 point projected into frame 1 lands where frame 1's depth equals the point's depth (unless
     occluded): the rendered depth maps agree with one another through the cameras."""
     points = views["world_points"][0][views["valid"][0]].astype(np.float64)
-    uv, z = geo.project(points, scene.extrinsics[1], scene.intrinsics[1])
+    uv, z = project_points(points, scene.extrinsics[1], scene.intrinsics[1])
     pix = np.round(uv).astype(int)
     inside = (z > 0) & (pix[:, 0] >= 0) & (pix[:, 0] < 80) & (pix[:, 1] >= 0) & (pix[:, 1] < 60)
     ratio = views["depths"][1][pix[inside, 1], pix[inside, 0]] / z[inside]
@@ -89,8 +96,8 @@ def test_depth_is_consistent_across_views(scene, views):
 
 def test_projection_round_trip(scene, views):
     points = views["world_points"][2].astype(np.float64)
-    uv, _ = geo.project(points[views["valid"][2]], scene.extrinsics[2], scene.intrinsics[2])
-    np.testing.assert_allclose(uv, geo.pixel_grid(60, 80)[views["valid"][2]], atol=1e-3)  # float32 points
+    uv, _ = project_points(points[views["valid"][2]], scene.extrinsics[2], scene.intrinsics[2])
+    np.testing.assert_allclose(uv, np.stack(pixel_grid(60, 80), -1)[views["valid"][2]], atol=1e-3)  # float32 points
 
 
 def test_tracks_are_projections_with_depth_tested_visibility(scene):
@@ -103,13 +110,13 @@ def test_tracks_are_projections_with_depth_tested_visibility(scene):
     np.testing.assert_allclose(tracks[0], uv0, atol=1e-9)
     assert vis[0].all()
     for s in range(1, 6):
-        uv, z = geo.project(points, scene.extrinsics[s], scene.intrinsics[s])
+        uv, z = project_points(points, scene.extrinsics[s], scene.intrinsics[s])
         np.testing.assert_allclose(tracks[s][z > 0], uv[z > 0], atol=1e-9)
         # Depth test at the exact track position: visible tracks see their own point; in-image invisible tracks
         # are occluded by something nearer.
         inside = (z > 0) & (uv[:, 0] > -0.5) & (uv[:, 0] < 79.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < 59.5)
         seen, _ = scene.points_at(s, tracks[s][inside])
-        seen_z = geo.world_to_camera(seen, scene.extrinsics[s])[:, 2]
+        seen_z = world_to_cam_points(seen, scene.extrinsics[s])[:, 2]
         occluded = seen_z < z[inside] * (1 - 1e-6)
         np.testing.assert_array_equal(vis[s][inside], ~occluded)
         assert not vis[s][~inside].any()
@@ -121,7 +128,7 @@ def test_every_trajectory_renders_valid_views(trajectory):
     scene = SyntheticScene(seed=11, num_frames=4, height=30, width=40, trajectory=trajectory)
     views = scene.render()
     assert views["valid"].mean() > 0.5 and views["depths"][views["valid"]].min() > 0.3
-    centres = geo.camera_centers(scene.extrinsics)
+    centres = camera_centers(scene.extrinsics)
     baseline = np.linalg.norm(centres - centres[0], axis=-1).max()
     assert baseline < 1e-9 if trajectory == "pan" else baseline > 0.05
 

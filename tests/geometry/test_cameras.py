@@ -8,22 +8,21 @@ import numpy as np
 import pytest
 
 from vggt_jax.geometry import (
+    camera_centers,
     closed_form_inverse_se3,
     depth_to_world_points,
     intrinsics_to_corner_convention,
+    look_at,
     opencv_to_opengl_cam_to_world,
     pixel_grid,
+    pixel_rays,
     project_points,
     quat_to_mat,
+    transform_points,
     unproject_depth_map_to_point_map,
     warp_intrinsics,
+    world_to_cam_points,
 )
-
-
-@pytest.fixture(scope="module")
-def geo(fixture_file):
-    with np.load(fixture_file("geometry.npz")) as f:
-        return {k: f[k] for k in f.files}
 
 
 def random_scene(s: int = 3, h: int = 20, w: int = 28, seed: int = 0):
@@ -141,3 +140,52 @@ def test_corner_convention_and_opengl_axes():
     fy, cy = intrinsics[:, 1, 1, None, None], intrinsics[:, 1, 2, None, None]
     np.testing.assert_allclose(fx * cam_gl[..., 0] / -cam_gl[..., 2] + cx, u, atol=1e-11)
     np.testing.assert_allclose(cy - fy * cam_gl[..., 1] / -cam_gl[..., 2], v, atol=1e-11)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_pixel_rays_unproject_what_project_points_projects(backend):
+    """Depth times the ray of a pixel projects back onto that pixel, at that depth (skew included)."""
+    depth, extrinsics, intrinsics = random_scene()
+    intrinsics = intrinsics[0] + np.array([[0, 0.7, 0], [0, 0, 0], [0, 0, 0]])
+    with jax.enable_x64(True):
+        xnp = np if backend == "numpy" else jnp
+        u, v = pixel_grid(20, 28, xnp)
+        cam = pixel_rays(u, v, xnp.asarray(intrinsics), xnp) * xnp.asarray(depth[0])[..., None]
+        cam_to_world = xnp.asarray(closed_form_inverse_se3(extrinsics[0]))
+        world = transform_points(cam, cam_to_world[:3, :3], cam_to_world[:3, 3], xnp)
+        xy, z = project_points(world, xnp.asarray(extrinsics[0]), xnp.asarray(intrinsics), xnp)
+    np.testing.assert_allclose(cam[..., 2], depth[0], rtol=0, atol=0)
+    np.testing.assert_allclose(xy, np.stack([u, v], -1), atol=1e-11)
+    np.testing.assert_allclose(z, depth[0], rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_transform_points_and_camera_centers(backend):
+    _, extrinsics, _ = random_scene(4)
+    points = np.random.default_rng(1).normal(size=(4, 10, 3))
+    with jax.enable_x64(True):
+        xnp = np if backend == "numpy" else jnp
+        for s in range(4):
+            rotation, translation = xnp.asarray(extrinsics[s, :, :3]), xnp.asarray(extrinsics[s, :, 3])
+            cam = transform_points(xnp.asarray(points[s]), rotation, translation, xnp)
+            np.testing.assert_allclose(cam, world_to_cam_points(points[s], extrinsics[s]), atol=1e-14)
+        centres = camera_centers(xnp.asarray(extrinsics), xnp)
+    # A camera's centre maps to its own origin.
+    origin = np.einsum("sij,sj->si", extrinsics[:, :, :3], centres) + extrinsics[:, :, 3]
+    np.testing.assert_allclose(origin, 0, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_look_at_centres_the_target(backend):
+    eye, target, up = np.array([2.0, -1.0, 1.5]), np.array([0.1, 0.3, 0.4]), np.array([0.0, 0.0, 1.0])
+    with jax.enable_x64(True):
+        xnp = np if backend == "numpy" else jnp
+        extrinsic = np.asarray(look_at(*(xnp.asarray(a) for a in (eye, target, up)), roll=0.3, xnp=xnp))
+    np.testing.assert_allclose(extrinsic[:, :3] @ extrinsic[:, :3].T, np.eye(3), atol=1e-15)
+    assert np.linalg.det(extrinsic[:, :3]) > 0
+    np.testing.assert_allclose(camera_centers(extrinsic), eye, atol=1e-15)
+    # The target lies on the optical axis at its distance; without roll, world up points to image -y.
+    cam = world_to_cam_points(target, extrinsic)
+    np.testing.assert_allclose(cam, [0, 0, np.linalg.norm(target - eye)], atol=1e-15)
+    upright = look_at(eye, target, up)
+    assert (upright[:, :3] @ up)[1] < 0 and abs((upright[:, :3] @ up)[0]) < 1e-15

@@ -10,12 +10,6 @@ import pytest
 from vggt_jax.geometry import extri_intri_to_pose_encoding, pose_encoding_to_extri_intri, quat_to_mat
 
 
-@pytest.fixture(scope="module")
-def geo(fixture_file):
-    with np.load(fixture_file("geometry.npz")) as f:
-        return {k: f[k] for k in f.files}
-
-
 def _hw(array) -> tuple[int, int]:
     return int(array[0]), int(array[1])
 

@@ -16,12 +16,6 @@ F64_ATOL = 1e-15
 F32_ATOL = 2.5e-7
 
 
-@pytest.fixture(scope="module")
-def geo(fixture_file):
-    with np.load(fixture_file("geometry.npz")) as f:
-        return {k: f[k] for k in f.files}
-
-
 def random_rotations(n: int, seed: int = 0) -> np.ndarray:
     q = np.random.default_rng(seed).standard_normal((n, 4))
     return quat_to_mat(q)

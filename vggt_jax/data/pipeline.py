@@ -47,11 +47,11 @@ import grain
 import ml_collections
 import numpy as np
 
-from vggt_jax.data import _geometry as geo
 from vggt_jax.data import config as data_config
 from vggt_jax.data import transforms
 from vggt_jax.data.sources import DataError, check_frame, report
 from vggt_jax.data.tracks import build_tracks
+from vggt_jax.geometry import camera_centers
 
 
 def shard_range(num_scenes: int, process_index: int, process_count: int) -> range:
@@ -212,7 +212,7 @@ def make_sample(
         if not masks.any():
             # No depth (e.g. a COLMAP scene without dense maps): upstream would divide by its 1e-6 floor; the mean
             # camera distance from camera 0 is the scale the cameras themselves offer.
-            centres = geo.camera_centers(extrinsics)
+            centres = camera_centers(extrinsics)
             spread = float(np.linalg.norm(centres - centres[0], axis=-1).mean())
             fallback = spread if spread > 1e-6 else 1.0
             message = "no valid depth in a sample: normalised by the mean camera distance from camera 0"

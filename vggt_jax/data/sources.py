@@ -199,9 +199,9 @@ def read_depth(rec: FrameRecord, scene: str) -> np.ndarray:
         if rec.depth_format == "npy":
             depth = np.load(path).astype(np.float32)
         elif rec.depth_format == "colmap_bin":
-            from vggt_jax.data.readers import colmap
+            from vggt_jax.geometry import colmap_io
 
-            depth = colmap.read_array(path).astype(np.float32)
+            depth = colmap_io.read_array(path).astype(np.float32)
         elif rec.depth_format == "co3d_png":
             from vggt_jax.data.readers import co3d
 

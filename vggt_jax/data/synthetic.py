@@ -23,7 +23,7 @@ import functools
 
 import numpy as np
 
-from vggt_jax.data import _geometry as geo
+from vggt_jax.geometry import camera_centers, look_at, pixel_grid, pixel_rays, project_points, transform_points
 
 TRAJECTORIES = ("orbit", "dolly", "pan", "random")
 _LIGHT = np.array([0.35, 0.55, 1.0]) / np.linalg.norm([0.35, 0.55, 1.0])
@@ -144,7 +144,7 @@ class SyntheticScene:
             eyes = np.stack([r * np.cos(ang), r * np.sin(ang), rng.uniform(0.6, 2.0, n)], -1)
             targets = rng.normal(0, 0.35, (n, 3)) + np.array([0.0, 0.0, 0.6])
         rolls = rng.normal(0.0, np.deg2rad(3.0), n)
-        return np.stack([geo.look_at(e, t, up, roll) for e, t, roll in zip(eyes, targets, rolls, strict=True)])
+        return np.stack([look_at(e, t, up, roll) for e, t, roll in zip(eyes, targets, rolls, strict=True)])
 
     # ----------------------------------------------------------------------------------------------- ray casting
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +183,9 @@ class SyntheticScene:
             r2 = np.dot(self.box_half[k], self.box_half[k])
             near = np.nonzero(along * along >= a * (cx * cx + cy * cy + cz * cz - r2))[0]
             rot = self.box_rot[k]
-            local_o = geo.apply(rot.T, (o if o.ndim == 1 else o[near]) - self.box_center[k])  # into the box frame
-            local_d = geo.apply(rot.T, d[near])
+            # Into the box frame.
+            local_o = transform_points((o if o.ndim == 1 else o[near]) - self.box_center[k], rot.T)
+            local_d = transform_points(d[near], rot.T)
             t_in, t_out = np.full(len(near), -np.inf), np.full(len(near), np.inf)
             for axis in range(3):
                 inv = 1.0 / np.where(np.abs(local_d[:, axis]) < 1e-12, 1e-12, local_d[:, axis])
@@ -211,11 +212,11 @@ class SyntheticScene:
             normal[object_id == oid] = n
         for k in range(len(self.box_center)):
             sel = object_id == 5 + k
-            local = geo.apply(self.box_rot[k].T, points[sel] - self.box_center[k])
+            local = transform_points(points[sel] - self.box_center[k], self.box_rot[k].T)
             face = np.abs(local / self.box_half[k]).argmax(-1)  # the face the point lies on
             n = np.zeros_like(local)
             n[np.arange(len(local)), face] = np.sign(local[np.arange(len(local)), face])
-            normal[sel] = geo.apply(self.box_rot[k], n)
+            normal[sel] = transform_points(n, self.box_rot[k])
         for k in range(len(self.sphere_center)):
             sel = object_id == 5 + len(self.box_center) + k
             normal[sel] = (points[sel] - self.sphere_center[k]) / self.sphere_radius[k]
@@ -239,7 +240,7 @@ class SyntheticScene:
             pattern == 0, noise, np.where(pattern == 1, 0.45 * checker + 0.55 * noise, 0.4 * stripes + 0.6 * noise)
         )
         base = self.tex_color_a[obj] * (1 - value[:, None]) + self.tex_color_b[obj] * value[:, None]
-        light = 0.45 + 0.55 * np.clip(geo.apply(_LIGHT[None], self.normals(points[hit], obj))[:, 0], 0, 1)
+        light = 0.45 + 0.55 * np.clip(transform_points(self.normals(points[hit], obj), _LIGHT[None])[:, 0], 0, 1)
         colour[hit] = base * light[:, None]
         elevation = directions[~hit, 2] / np.linalg.norm(directions[~hit], axis=-1)
         sky = np.clip(elevation, 0, 1)[:, None]
@@ -254,10 +255,10 @@ class SyntheticScene:
         [H, W]`` bool, ``world_points [H, W, 3]`` float32 (0 where invalid), ``extrinsic [3, 4]``, ``intrinsic
         [3, 3]`` (float64).
         """
-        rays_cam = geo.pixel_rays(intrinsic, geo.pixel_grid(height, width)).reshape(-1, 3)
+        rays_cam = pixel_rays(*pixel_grid(height, width), intrinsic).reshape(-1, 3)
         rot = extrinsic[:3, :3]
-        directions = geo.apply(rot.T, rays_cam)  # world directions whose camera z component is 1
-        origin = geo.camera_centers(extrinsic)
+        directions = transform_points(rays_cam, rot.T)  # world directions whose camera z component is 1
+        origin = camera_centers(extrinsic)
         t, obj = self.cast(origin, directions)
         valid = obj >= 0
         points = origin + np.where(valid, t, 0.0)[:, None] * directions
@@ -283,8 +284,9 @@ class SyntheticScene:
     # ----------------------------------------------------------------------------------------------- correspondences
     def points_at(self, frame: int, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points seen at sub-pixel positions ``uv [N, 2]`` of ``frame``: ``points [N, 3]``, ``valid [N]``."""
-        rays = geo.apply(self.extrinsics[frame, :3, :3].T, geo.pixel_rays(self.intrinsics[frame], uv))
-        origin = geo.camera_centers(self.extrinsics[frame])
+        rays_cam = pixel_rays(uv[..., 0], uv[..., 1], self.intrinsics[frame])
+        rays = transform_points(rays_cam, self.extrinsics[frame, :3, :3].T)
+        origin = camera_centers(self.extrinsics[frame])
         t, obj = self.cast(origin, rays)
         valid = obj >= 0
         return origin + np.where(valid, t, 0.0)[:, None] * rays, valid
@@ -305,8 +307,8 @@ class SyntheticScene:
         height, width = hw or (self.height, self.width)
         tracks, visible = [], []
         for ext, intr in zip(extrinsics, intrinsics, strict=True):
-            uv, z = geo.project(points, ext, intr)
-            centre = geo.camera_centers(ext)
+            uv, z = project_points(points, ext, intr)
+            centre = camera_centers(ext)
             t, _ = self.cast(centre, points - centre)
             inside = (uv[:, 0] >= -0.5) & (uv[:, 0] <= width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= height - 0.5)
             # t is in units of the camera-to-point vector, so an unoccluded point is hit at t = 1 (up to round-off).

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vggt_jax.data import _geometry as geo
+from vggt_jax.geometry import project_points
 
 
 def build_tracks(
@@ -58,7 +58,7 @@ def build_tracks(
     uv = np.zeros((num_frames, len(ys), 2))
     vis = np.zeros((num_frames, len(ys)), bool)
     for s in range(num_frames):
-        proj, z = geo.project(points, extrinsics[s], intrinsics[s])
+        proj, z = project_points(points, extrinsics[s], intrinsics[s])
         proj = np.where(np.isfinite(proj) & (z[:, None] > 0), proj, 0.0)
         uv[s] = proj
         corner = np.floor(proj).astype(np.int64)

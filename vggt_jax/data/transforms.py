@@ -18,7 +18,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from vggt_jax.data import _geometry as geo
+from vggt_jax.geometry import closed_form_inverse_se3, pixel_grid, pixel_rays, transform_points
 
 _GRAY = np.array([0.2989, 0.587, 0.114], np.float32)  # torchvision's rgb_to_grayscale weights
 
@@ -190,9 +190,9 @@ def world_points_from_depth(depths: np.ndarray, extrinsics: np.ndarray, intrinsi
     masks = depths > 1e-8
     points = np.empty(depths.shape + (3,), depths.dtype)
     for s, (depth, ext, intr) in enumerate(zip(depths, extrinsics, intrinsics, strict=True)):
-        rays = geo.pixel_rays(intr, geo.pixel_grid(*depth.shape)).astype(depths.dtype)
-        world_from_cam = geo.invert_extrinsics(np.asarray(ext, np.float64)).astype(depths.dtype)
-        points[s] = geo.apply(world_from_cam[:, :3], rays * depth[..., None], world_from_cam[:, 3])
+        rays = pixel_rays(*pixel_grid(*depth.shape), intr).astype(depths.dtype)
+        world_from_cam = closed_form_inverse_se3(np.asarray(ext, np.float64))[:3].astype(depths.dtype)
+        points[s] = transform_points(rays * depth[..., None], world_from_cam[:, :3], world_from_cam[:, 3])
     points[~masks] = 0
     return points, masks
 
@@ -210,15 +210,14 @@ def normalize_to_first_camera(extrinsics, world_points, depths, point_masks, sca
     ``scale`` is the divisor (a Python float).
     """
     ext = np.asarray(extrinsics, np.float64)
-    rel = geo.homogeneous(ext) @ geo.homogeneous(geo.invert_extrinsics(ext[0]))
+    rel = ext @ closed_form_inverse_se3(ext[0])  # E_i @ inv(E_0), the top three rows
     dtype = world_points.dtype
-    points = geo.apply(ext[0, :, :3], world_points, ext[0, :, 3])
+    points = transform_points(world_points, ext[0, :, :3], ext[0, :, 3])
     if scale is None:
         dist = np.sqrt(np.einsum("...i,...i->...", points, points))
         # Upstream adds 1e-3 to an integer count, which torch promotes to float32; doing the same keeps the scale
         # equal to upstream's to float64 round-off.
         count = np.float32(point_masks.sum()) + np.float32(1e-3)
         scale = float(np.clip(dist[point_masks].sum(dtype=np.float64) / np.float64(count), 1e-6, 1e6))
-    rel = rel[:, :3]
     rel[:, :, 3] /= scale
     return rel, points / dtype.type(scale), depths / depths.dtype.type(scale), scale

@@ -35,9 +35,59 @@ def closed_form_inverse_se3(se3: Array, xnp: ModuleType = np) -> Array:
     return xnp.concatenate([top, bottom], axis=-2)
 
 
+def camera_centers(extrinsics: Array, xnp: ModuleType = np) -> Array:
+    """Camera-from-world ``[..., 3, 4]`` -> the camera centres ``[..., 3]`` in world coordinates, ``-R^T t``."""
+    return closed_form_inverse_se3(extrinsics, xnp)[..., :3, 3]
+
+
+def look_at(eye: Array, target: Array, up: Array, roll: float = 0.0, xnp: ModuleType = np) -> Array:
+    """Camera-from-world ``[3, 4]`` of a camera at ``eye [3]`` looking at ``target [3]``, OpenCV axes with the image
+    y axis along ``-up``, then rolled by ``roll`` radians about its optical axis."""
+    forward = target - eye
+    forward = forward / xnp.linalg.norm(forward)
+    right = xnp.cross(forward, up)
+    right = right / xnp.linalg.norm(right)
+    down = xnp.cross(forward, right)
+    rotation = xnp.stack([right, down, forward])  # rows: the camera axes in world coordinates
+    c, s = xnp.cos(roll), xnp.sin(roll)
+    rotation = matmul(xnp.asarray([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), rotation, xnp)
+    return xnp.concatenate([rotation, -matmul(rotation, eye, xnp)[:, None]], axis=1)
+
+
+def transform_points(points: Array, matrix: Array, offset: Array | None = None, xnp: ModuleType = np) -> Array:
+    """``points [..., k] @ matrix.T + offset`` for one small ``matrix [m, k]`` (and ``offset [m]``), in the points'
+    dtype: e.g. ``transform_points(x, R, t)`` maps world points ``x`` into the camera ``[R | t]``.
+
+    Written as k broadcast multiply-adds, not a matrix product: numpy sends image-sized ``[N, 3] @ [3, 3]`` products
+    to multithreaded OpenBLAS, measured 8-200x slower on a 2-core machine where OpenBLAS starts more threads than
+    there are cores (einsum was 2x slower than this). The order of operations is fixed, so results do not depend on
+    the BLAS build either (the data pipeline's outputs are compared bit for bit).
+    """
+    matrix = xnp.asarray(matrix, points.dtype)
+    out = points[..., 0:1] * matrix[:, 0]
+    for j in range(1, matrix.shape[1]):
+        out = out + points[..., j : j + 1] * matrix[:, j]
+    if offset is not None:
+        out = out + xnp.asarray(offset, points.dtype)
+    return out
+
+
 def pixel_grid(height: int, width: int, xnp: ModuleType = np) -> tuple[Array, Array]:
     """``(u, v)``, each ``[H, W]`` int, the column and row index of every pixel: its centre in VGGT's convention."""
     return xnp.meshgrid(xnp.arange(width), xnp.arange(height))
+
+
+def pixel_rays(u: Array, v: Array, intrinsics: Array, xnp: ModuleType = np) -> Array:
+    """Pixel coordinates ``u, v [...]`` (x, y) -> camera-frame ray directions ``[..., 3]`` with z = 1, so depth times
+    the ray is the camera-frame point. ``pixel_rays(*pixel_grid(H, W), K)`` gives the rays of all pixel centres.
+
+    ``intrinsics [3, 3]`` is one upper-triangular camera (skew allowed); ``K [x, y, 1]^T = [u, v, 1]^T`` is solved
+    element-wise, several times faster than a product with ``inv(K)`` on image-sized inputs.
+    """
+    (fx, skew, cx), (_, fy, cy) = intrinsics[0], intrinsics[1]
+    y = (v - cy) / fy
+    x = (u - cx - skew * y) / fx
+    return xnp.stack([x, y, xnp.ones_like(x)], axis=-1)
 
 
 def depth_to_cam_points(
@@ -136,7 +186,8 @@ def project_points(points: Array, extrinsics: Array, intrinsics: Array, xnp: Mod
     batch = extrinsics.shape[:-2]
     flat = cam.reshape(batch + (-1, 3))
     homogeneous = matmul(flat, xnp.swapaxes(intrinsics, -1, -2), xnp)
-    xy = homogeneous[..., :2] / homogeneous[..., 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):  # depth 0: documented inf/NaN, not a warning
+        xy = homogeneous[..., :2] / homogeneous[..., 2:3]
     return xy.reshape(points.shape[:-1] + (2,)), cam[..., 2]
 
 

@@ -112,3 +112,8 @@ def mat_to_quat(matrix: Array, xnp: ModuleType = np) -> Array:
 def quat_xyzw_to_wxyz(quat: Array, xnp: ModuleType = np) -> Array:
     """``[..., 4]`` XYZW (this project, VGGT) -> WXYZ (COLMAP's ``QW QX QY QZ``)."""
     return xnp.concatenate([quat[..., 3:], quat[..., :3]], axis=-1)
+
+
+def quat_wxyz_to_xyzw(quat: Array, xnp: ModuleType = np) -> Array:
+    """``[..., 4]`` WXYZ (COLMAP's ``QW QX QY QZ``) -> XYZW (this project, VGGT)."""
+    return xnp.concatenate([quat[..., 1:], quat[..., :1]], axis=-1)

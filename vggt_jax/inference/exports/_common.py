@@ -59,6 +59,19 @@ def check_array(name: str, array: np.ndarray, shape: Sequence[int | None]) -> np
     return array
 
 
+def check_cameras(
+    extrinsics: np.ndarray, intrinsics: np.ndarray, image_sizes_hw: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The camera arguments every exporter takes, as float64 ``extrinsics [S, 3, 4]``, ``intrinsics [S, 3, 3]`` and
+    int64 ``image_sizes_hw [S, 2]``; raises ExportError naming the argument whose shape is wrong."""
+    count = len(check_array("extrinsics", extrinsics, (None, 3, 4)))
+    return (
+        np.asarray(extrinsics, np.float64),
+        check_array("intrinsics", intrinsics, (count, 3, 3)).astype(np.float64),
+        check_array("image_sizes_hw", image_sizes_hw, (count, 2)).astype(np.int64),
+    )
+
+
 def check_names(image_names: Sequence[str], count: int) -> list[str]:
     """Image names are keys in COLMAP models and transforms.json: one per frame, unique, non-empty."""
     names = [str(n) for n in image_names]

@@ -1,7 +1,7 @@
 """COLMAP sparse model (``cameras``, ``images``, ``points3D``; ``.bin`` or ``.txt``) in original-image pixels.
 
-Written with numpy from the format's specification (COLMAP's ``reconstruction_io``), so exporting needs no pycolmap;
-COLMAP >= 3.12 and pycolmap read it as a legacy model (no ``rigs``/``frames`` files: one trivial rig per camera).
+The files are written by ``vggt_jax.geometry.colmap_io`` (numpy, no pycolmap needed); COLMAP >= 3.12 and pycolmap
+read them as a legacy model (no ``rigs``/``frames`` files: one trivial rig per camera).
 
 * One PINHOLE camera per image (``fx fy cx cy``), sized like the original image.
 * Pixel grid: COLMAP puts the centre of pixel (row i, col j) at ``(j + 0.5, i + 0.5)``; VGGT at ``(j, i)``. The
@@ -22,22 +22,15 @@ from typing import Literal
 
 import numpy as np
 
-from vggt_jax.geometry.cameras import intrinsics_to_corner_convention, project_points
-from vggt_jax.geometry.rotation import mat_to_quat, quat_xyzw_to_wxyz
-from vggt_jax.inference.exports._common import ExportError, PointSelection, check_array, check_names, commit_files
-
-PINHOLE_MODEL_ID = 1
-_POINT2D = np.dtype([("x", "<f8"), ("y", "<f8"), ("point3D_id", "<u8")])
-_POINT3D = np.dtype(
-    [
-        ("id", "<u8"),
-        ("xyz", "<f8", 3),
-        ("rgb", "u1", 3),
-        ("error", "<f8"),
-        ("track_length", "<u8"),
-        ("image_id", "<u4"),
-        ("point2D_idx", "<u4"),
-    ]
+from vggt_jax.geometry import colmap_io
+from vggt_jax.geometry.cameras import project_points
+from vggt_jax.inference.exports._common import (
+    ExportError,
+    PointSelection,
+    check_array,
+    check_cameras,
+    check_names,
+    commit_files,
 )
 
 
@@ -62,10 +55,8 @@ def colmap_model_files(
     fmt: Literal["bin", "txt"] = "bin",
 ) -> dict[str, bytes]:
     """The three files of the model as ``{name: bytes}``; arguments as ``write_colmap``."""
-    count = len(check_array("extrinsics", extrinsics, (None, 3, 4)))
-    extrinsics = extrinsics.astype(np.float64)
-    intrinsics = check_array("intrinsics", intrinsics, (count, 3, 3)).astype(np.float64)
-    sizes = check_array("image_sizes_hw", image_sizes_hw, (count, 2)).astype(np.int64)
+    extrinsics, intrinsics, sizes = check_cameras(extrinsics, intrinsics, image_sizes_hw)
+    count = len(extrinsics)
     names = check_names(image_names, count)
     if pixels_xy is not None:
         check_array("pixels_xy", pixels_xy, (count, None, None, 2))
@@ -74,9 +65,6 @@ def colmap_model_files(
     if points.frame.max(initial=0) >= count:
         raise ExportError(f"points refer to frame {points.frame.max()} but there are {count} cameras")
 
-    params = intrinsics_to_corner_convention(intrinsics)[:, [0, 1, 0, 1], [0, 1, 2, 2]]  # fx, fy, cx, cy
-    qvec = quat_xyzw_to_wxyz(mat_to_quat(extrinsics[:, :3, :3]))
-    tvec = extrinsics[:, :3, 3]
     xy = _observations(points, extrinsics, intrinsics, pixels_xy)
     # Observation index of each point inside its image: points are grouped by frame (select_points' order).
     order = np.argsort(points.frame, kind="stable")
@@ -84,78 +72,15 @@ def colmap_model_files(
     point2d_idx = np.empty(len(points), np.int64)
     point2d_idx[order] = np.arange(len(points)) - starts[points.frame[order]]
     point_ids = np.arange(1, len(points) + 1, dtype=np.uint64)
-    per_image = [order[starts[k] : starts[k + 1] if k + 1 < count else len(points)] for k in range(count)]
-    write = _binary if fmt == "bin" else _text
-    return write(params, sizes, qvec, tvec, names, points, xy, point_ids, point2d_idx, per_image)
-
-
-def _binary(params, sizes, qvec, tvec, names, points, xy, point_ids, point2d_idx, per_image) -> dict[str, bytes]:
-    count = len(names)
-    cameras = [np.uint64(count).tobytes()]
-    images = [np.uint64(count).tobytes()]
+    cameras, images = {}, {}
     for k in range(count):
-        height, width = sizes[k]
-        cameras += [
-            np.array([k + 1], "<u4").tobytes(),
-            np.array([PINHOLE_MODEL_ID], "<i4").tobytes(),
-            np.array([width, height], "<u8").tobytes(),
-            params[k].astype("<f8").tobytes(),
-        ]
-        observed = np.empty(len(per_image[k]), _POINT2D)
-        observed["x"], observed["y"] = xy[per_image[k]].T
-        observed["point3D_id"] = point_ids[per_image[k]]
-        images += [
-            np.array([k + 1], "<u4").tobytes(),
-            np.concatenate([qvec[k], tvec[k]]).astype("<f8").tobytes(),
-            np.array([k + 1], "<u4").tobytes(),
-            names[k].encode("utf-8") + b"\0",
-            np.array([len(observed)], "<u8").tobytes(),
-            observed.tobytes(),
-        ]
-    table = np.empty(len(points), _POINT3D)
-    table["id"], table["xyz"], table["rgb"] = point_ids, points.xyz, points.rgb
-    table["error"], table["track_length"] = -1.0, 1
-    table["image_id"], table["point2D_idx"] = points.frame + 1, point2d_idx
-    return {
-        "cameras.bin": b"".join(cameras),
-        "images.bin": b"".join(images),
-        "points3D.bin": np.uint64(len(points)).tobytes() + table.tobytes(),
-    }
-
-
-def _text(params, sizes, qvec, tvec, names, points, xy, point_ids, point2d_idx, per_image) -> dict[str, bytes]:
-    count = len(names)
-    num = lambda v: repr(float(v))  # shortest round-trip form: the text model is as exact as the binary one
-    cameras = [
-        "# Camera list with one line of data per camera:",
-        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
-        f"# Number of cameras: {count}",
-    ]
-    images = [
-        "# Image list with two lines of data per image:",
-        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
-        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
-        f"# Number of images: {count}, mean observations per image: {len(points) / count}",
-    ]
-    for k in range(count):
-        height, width = sizes[k]
-        cameras.append(f"{k + 1} PINHOLE {width} {height} " + " ".join(num(p) for p in params[k]))
-        pose = " ".join(num(v) for v in np.concatenate([qvec[k], tvec[k]]))
-        images.append(f"{k + 1} {pose} {k + 1} {names[k]}")
-        images.append(
-            " ".join(
-                f"{num(x)} {num(y)} {i}" for (x, y), i in zip(xy[per_image[k]], point_ids[per_image[k]], strict=True)
-            )
-        )
-    lines = [
-        "# 3D point list with one line of data per point:",
-        "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
-        f"# Number of points: {len(points)}, mean track length: 1",
-    ]
-    for i, (x, y, z), (r, g, b), f, j in zip(point_ids, points.xyz, points.rgb, points.frame, point2d_idx, strict=True):
-        lines.append(f"{i} {num(x)} {num(y)} {num(z)} {r} {g} {b} -1 {f + 1} {j}")
-    encode = lambda rows: ("\n".join(rows) + "\n").encode("utf-8")
-    return {"cameras.txt": encode(cameras), "images.txt": encode(images), "points3D.txt": encode(lines)}
+        observed = order[starts[k] : starts[k + 1] if k + 1 < count else len(points)]
+        cameras[k + 1] = colmap_io.pinhole_camera(k + 1, intrinsics[k], width=sizes[k, 1], height=sizes[k, 0])
+        images[k + 1] = colmap_io.image_entry(k + 1, k + 1, names[k], extrinsics[k], xy[observed], point_ids[observed])
+    # Each point observed once, in its own frame; error -1: not computed.
+    errors, lengths = np.full(len(points), -1.0), np.ones(len(points), np.int64)
+    model = colmap_io.Points3D(point_ids, points.xyz, points.rgb, errors, lengths, points.frame + 1, point2d_idx)
+    return colmap_io.model_files(cameras, images, model, binary=fmt == "bin")
 
 
 def write_colmap(

@@ -21,7 +21,7 @@ from vggt_jax.geometry.cameras import (
     intrinsics_to_corner_convention,
     opencv_to_opengl_cam_to_world,
 )
-from vggt_jax.inference.exports._common import check_array, check_names, commit_files
+from vggt_jax.inference.exports._common import check_cameras, check_names, commit_files
 
 
 def transforms_dict(
@@ -33,11 +33,11 @@ def transforms_dict(
     ply_file_path: str | None = None,
 ) -> dict:
     """The transforms.json content; arguments as ``write_transforms_json``."""
-    count = len(check_array("extrinsics", extrinsics, (None, 3, 4)))
-    intrinsics = intrinsics_to_corner_convention(check_array("intrinsics", intrinsics, (count, 3, 3)).astype(float))
-    sizes = check_array("image_sizes_hw", image_sizes_hw, (count, 2))
+    extrinsics, intrinsics, sizes = check_cameras(extrinsics, intrinsics, image_sizes_hw)
+    count = len(extrinsics)
+    intrinsics = intrinsics_to_corner_convention(intrinsics)
     paths = check_names(file_paths, count)
-    cam_to_world = opencv_to_opengl_cam_to_world(closed_form_inverse_se3(np.asarray(extrinsics, np.float64)))
+    cam_to_world = opencv_to_opengl_cam_to_world(closed_form_inverse_se3(extrinsics))
     frames = []
     for k in range(count):
         frames.append(

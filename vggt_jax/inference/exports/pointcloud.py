@@ -18,6 +18,7 @@ from vggt_jax.inference.exports._common import (
     ExportError,
     PointSelection,
     check_array,
+    check_cameras,
     commit_files,
     frustum_corners,
     scene_scale,
@@ -93,11 +94,9 @@ def glb_bytes(
         import trimesh
     except ImportError as e:  # an optional dependency: the viz extra
         raise ExportError("scene.glb needs trimesh (pip install trimesh==5.2.0)") from e
-    count = len(check_array("extrinsics", extrinsics, (None, 3, 4)))
-    check_array("intrinsics", intrinsics, (count, 3, 3))
-    sizes = check_array("image_sizes_hw", image_sizes_hw, (count, 2))
+    extrinsics, intrinsics, sizes = check_cameras(extrinsics, intrinsics, image_sizes_hw)
     size = frustum_size if frustum_size is not None else 0.05 * scene_scale(points.xyz)
-    corners = frustum_corners(np.asarray(extrinsics, np.float64), np.asarray(intrinsics, np.float64), sizes, size)
+    corners = frustum_corners(extrinsics, intrinsics, sizes, size)
     scene = trimesh.Scene()
     rgba = np.concatenate([points.rgb, np.full((len(points), 1), 255, np.uint8)], axis=1)
     scene.add_geometry(trimesh.PointCloud(points.xyz @ OPENCV_TO_GLTF, colors=rgba), geom_name="points")

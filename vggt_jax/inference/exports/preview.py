@@ -16,7 +16,7 @@ import numpy as np
 from vggt_jax.inference.exports._common import (
     ExportError,
     PointSelection,
-    check_array,
+    check_cameras,
     commit_files,
     frustum_corners,
     scene_scale,
@@ -42,22 +42,13 @@ def preview_bytes(
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ExportError(f"preview.png needs matplotlib (pip install matplotlib==3.11.2): {e}") from e
-    count = len(check_array("extrinsics", extrinsics, (None, 3, 4)))
-    check_array("intrinsics", intrinsics, (count, 3, 3))
-    check_array("image_sizes_hw", image_sizes_hw, (count, 2))
+    extrinsics, intrinsics, sizes = check_cameras(extrinsics, intrinsics, image_sizes_hw)
+    count = len(extrinsics)
     keep = np.arange(len(points))
     if len(keep) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(keep), max_points, replace=False))
     xyz, rgb = points.xyz[keep] @ _TO_PLOT.T, points.rgb[keep] / 255.0
-    corners = (
-        frustum_corners(
-            np.asarray(extrinsics, np.float64),
-            np.asarray(intrinsics, np.float64),
-            np.asarray(image_sizes_hw),
-            0.05 * scene_scale(points.xyz),
-        )
-        @ _TO_PLOT.T
-    )
+    corners = frustum_corners(extrinsics, intrinsics, sizes, 0.05 * scene_scale(points.xyz)) @ _TO_PLOT.T
 
     dpi = 100
     figure = Figure(figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
