@@ -17,6 +17,8 @@ DINO_VARIANTS = {
     "dinov2_vitb14_reg": dict(embed_dim=768, depth=12, num_heads=12),
     "dinov2_vitl14_reg": dict(embed_dim=1024, depth=24, num_heads=16),
     "dinov2_vitg2_reg": dict(embed_dim=1536, depth=40, num_heads=24),
+    # Not a DINOv2 release: the smallest ViT of this shape, for tests and CPU smoke runs (``micro()``).
+    "micro_vit14_reg": dict(embed_dim=32, depth=1, num_heads=2),
 }
 
 
@@ -123,7 +125,7 @@ class VGGTConfig:
     """The whole model. ``dtype`` is the compute dtype of the aggregator and track head; the camera, depth and
     point heads always compute in ``head_dtype`` (float32 unless float64 is asked for), as upstream runs them with
     autocast disabled. ``param_dtype`` is the dtype of the parameters the model creates (conversion may write
-    another)."""
+    another). ``remat`` trades compute for activation memory in training."""
 
     name: str = "vggt_1b"
     aggregator: AggregatorConfig = AggregatorConfig()
@@ -134,6 +136,18 @@ class VGGTConfig:
     dtype: str = "float32"
     head_dtype: str = "float32"
     param_dtype: str = "float32"
+    # Rematerialisation of the aggregator's and DINOv2's transformer blocks (training memory; no numerical effect):
+    # "none", "full" (keep only each block's input) or "dots" (also keep the dense layers' outputs).
+    remat: str = "none"
+    # How the forward pass is executed; none of these changes the function computed beyond float round-off.
+    # ``attention``: "auto" (fused cuDNN / splash kernels on GPU / TPU where they apply, else chunked online-softmax
+    # attention for long sequences and the reference for short ones), "xla" (the reference everywhere), "chunked",
+    # "cudnn" or "splash" (vggt_jax.model.attention); the chunks bound its logits tile per head.
+    attention: str = "auto"
+    attention_q_chunk: int = 256
+    attention_kv_chunk: int = 512
+    # The dense heads (depth, point, track features) run over this many frames at a time; 0 runs all at once.
+    heads_frames_chunk: int = 1
 
     @property
     def patch_size(self) -> int:
@@ -218,7 +232,44 @@ def tiny() -> VGGTConfig:
     )
 
 
-VARIANTS = {"vggt_1b": vggt_1b, "tiny": tiny}
+def micro() -> VGGTConfig:
+    """A ~0.2M-parameter model with every component of VGGT, for tests and CPU smoke runs: it compiles a train step
+    in seconds where ``tiny`` takes minutes. No weights exist for it."""
+    dpt = dict(dim_in=64, features=16, out_channels=(8, 16, 16, 16), intermediate_layer_idx=(0, 1, 1, 1))
+    return VGGTConfig(
+        name="micro",
+        aggregator=AggregatorConfig(
+            embed_dim=32, depth=2, num_heads=2, patch_embed=DinoConfig(variant="micro_vit14_reg")
+        ),
+        camera_head=CameraHeadConfig(dim_in=64, trunk_depth=1, num_heads=2),
+        depth_head=DPTHeadConfig(output_dim=2, activation="exp", **dpt),
+        point_head=DPTHeadConfig(output_dim=4, activation="inv_log", **dpt),
+        track_head=TrackHeadConfig(
+            iters=2,
+            feature_extractor=DPTHeadConfig(
+                dim_in=64,
+                features=8,
+                out_channels=(8, 8, 8, 8),
+                intermediate_layer_idx=(0, 1, 1, 1),
+                feature_only=True,
+                down_ratio=2,
+                pos_embed=False,
+            ),
+            tracker=TrackerConfig(
+                stride=2,
+                corr_levels=2,
+                corr_radius=1,
+                latent_dim=8,
+                hidden_size=16,
+                depth=1,
+                num_heads=2,
+                num_virtual_tracks=4,
+            ),
+        ),
+    )
+
+
+VARIANTS = {"vggt_1b": vggt_1b, "tiny": tiny, "micro": micro}
 
 
 def get_config(name: str) -> VGGTConfig:

@@ -6,6 +6,7 @@ of one frame) and global attention (tokens of all frames of a scene), each outpu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vggt_jax.config import AggregatorConfig
+from vggt_jax.model import frame_parallel
 from vggt_jax.model.dinov2 import DinoVisionTransformer
-from vggt_jax.model.layers import Block
+from vggt_jax.model.layers import block_class, constrain
 from vggt_jax.model.rope import rope_tables, token_positions
 
 Dtype = Any
@@ -26,8 +28,12 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def frame_split_tokens(token: jax.Array, b: int, s: int) -> jax.Array:
-    """``token [1, 2, X, C]`` -> ``[B, S, X, C]``: index 0 for frame 0, index 1 for every other frame."""
+def frame_split_tokens(token: jax.Array, b: int, s: int, first_frame: jax.Array | int = 0) -> jax.Array:
+    """``token [1, 2, X, C]`` -> ``[B, S, X, C]``: index 0 for frame 0, index 1 for every other frame.
+    ``first_frame``: the scene index of the first of these S frames (a shard of frames, ``frame_parallel``)."""
+    if not isinstance(first_frame, int):
+        is_first = (jnp.arange(s) + first_frame == 0)[None, :, None, None]
+        return jnp.broadcast_to(jnp.where(is_first, token[:, :1], token[:, 1:]), (b, s, *token.shape[2:]))
     first = jnp.broadcast_to(token[:, :1], (b, 1, *token.shape[2:]))
     others = jnp.broadcast_to(token[:, 1:], (b, s - 1, *token.shape[2:]))
     return jnp.concatenate([first, others], axis=1)
@@ -37,6 +43,7 @@ class Aggregator(nn.Module):
     config: AggregatorConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "none"
 
     @nn.compact
     def __call__(
@@ -60,15 +67,18 @@ class Aggregator(nn.Module):
         norm_dtype = jnp.promote_types(images.dtype, jnp.float32)
         x = (images.astype(norm_dtype) - IMAGENET_MEAN.reshape(3, 1, 1)) / IMAGENET_STD.reshape(3, 1, 1)
         x = x.reshape(b * s, 3, height, width).transpose(0, 2, 3, 1).astype(self.dtype)
-        patch_tokens = DinoVisionTransformer(cfg.patch_embed, self.dtype, self.param_dtype, name="patch_embed")(x)
+        patch_tokens = DinoVisionTransformer(
+            cfg.patch_embed, self.dtype, self.param_dtype, remat=self.remat, name="patch_embed"
+        )(x)
         self.sow("intermediates", "patch_tokens", patch_tokens)
 
         init = nn.initializers.normal(1e-6)
         r = cfg.num_register_tokens
         camera_token = self.param("camera_token", init, (1, 2, 1, c), self.param_dtype)
         register_token = self.param("register_token", init, (1, 2, r, c), self.param_dtype)
+        first = frame_parallel.first_frame(s)
         special = jnp.concatenate(
-            [frame_split_tokens(camera_token, b, s), frame_split_tokens(register_token, b, s)], axis=2
+            [frame_split_tokens(camera_token, b, s, first), frame_split_tokens(register_token, b, s, first)], axis=2
         ).astype(self.dtype)
         tokens = jnp.concatenate([special, patch_tokens.reshape(b, s, -1, c)], axis=2)
         t = tokens.shape[2]
@@ -83,7 +93,7 @@ class Aggregator(nn.Module):
 
         if cfg.depth % cfg.aa_block_size:
             raise ValueError(f"depth ({cfg.depth}) must be divisible by aa_block_size ({cfg.aa_block_size})")
-        block = lambda name: Block(  # noqa: E731
+        block = lambda name: block_class(self.remat)(  # noqa: E731
             c,
             cfg.num_heads,
             cfg.mlp_ratio,
@@ -112,7 +122,10 @@ class Aggregator(nn.Module):
                     raise ValueError(f"unknown attention type {attn_type!r} in aa_order")
                 inter[attn_type] = []
                 for _ in range(cfg.aa_block_size):
-                    x = block(f"{attn_type}_blocks_{counters[attn_type]}")(x, table, mask)
+                    # Sharded over frames, global attention gathers every shard's keys and values.
+                    with frame_parallel.global_attention() if attn_type == "global" else contextlib.nullcontext():
+                        x = block(f"{attn_type}_blocks_{counters[attn_type]}")(x, table, mask)
+                    x = constrain(x, "batch", "act_tokens", "act_embed")
                     counters[attn_type] += 1
                     inter[attn_type].append(x.reshape(b, s, t, c))
                 tokens = x.reshape(b, s, t, c)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from vggt_jax.config import DinoConfig
-from vggt_jax.model.layers import Block, layer_norm
+from vggt_jax.model.layers import block_class, layer_norm
 from vggt_jax.model.resample import resize_bicubic_antialias
 
 Dtype = Any
@@ -46,6 +46,7 @@ class DinoVisionTransformer(nn.Module):
     config: DinoConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "none"
 
     def interpolate_pos_encoding(self, pos_embed: jax.Array, grid_hw: tuple[int, int]) -> jax.Array:
         """``pos_embed [1, 1 + M*M, C]`` -> ``[1, 1 + h*w, C]`` for an h x w patch grid.
@@ -82,7 +83,7 @@ class DinoVisionTransformer(nn.Module):
             regs = jnp.broadcast_to(register_tokens.astype(self.dtype), (n, r, c))
             x = jnp.concatenate([x[:, :1], regs, x[:, 1:]], axis=1)
         for i in range(cfg.depth):
-            x = Block(
+            x = block_class(self.remat)(
                 c,
                 cfg.num_heads,
                 cfg.mlp_ratio,

@@ -171,20 +171,53 @@ class DPTHead(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
-    @nn.compact
     def __call__(
-        self, tokens: Mapping[int, jax.Array], image_hw: tuple[int, int], patch_start_idx: int
+        self,
+        tokens: Mapping[int, jax.Array],
+        image_hw: tuple[int, int],
+        patch_start_idx: int,
+        frames_chunk_size: int | None = None,
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """``tokens``: {layer index: [B, S, T, dim_in]} (at least the config's ``intermediate_layer_idx``).
 
         Returns ``(preds [B, S, H, W, output_dim - 1], conf [B, S, H, W])``, or with ``feature_only`` the
         features ``[B, S, H / down_ratio, W / down_ratio, features]``.
+
+        ``frames_chunk_size``: run the head on at most this many frames at a time (a ``scan`` over chunks of the
+        B * S frames, so the full-resolution activations of only one chunk are alive); the frames are independent,
+        so the outputs are those of one pass. The chunk is the largest divisor of B * S not above it (no padding).
         """
+        cfg = self.config
+        layers = [tokens[idx] for idx in cfg.intermediate_layer_idx]
+        b, s = layers[0].shape[:2]
+        n = b * s
+        flat = [x.reshape(n, *x.shape[2:]) for x in layers]  # [B * S, T, C]: a free reshape
+        chunk = n if frames_chunk_size is None else max(d for d in range(1, min(n, frames_chunk_size) + 1) if not n % d)
+        if chunk == n or self.is_initializing():
+            out = self.forward_frames(flat, image_hw, patch_start_idx)
+        else:
+
+            def body(head, carry, i):
+                # Each step slices its frames out of the full token arrays: no stacked copy of the layers.
+                frames = [jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk) for x in flat]
+                return carry, head.forward_frames(frames, image_hw, patch_start_idx)
+
+            scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False}, length=n // chunk)
+            _, out = scan(self, None, jnp.arange(n // chunk))
+            out = jax.tree_util.tree_map(lambda y: y.reshape(n, *y.shape[2:]), out)
+        return jax.tree_util.tree_map(lambda y: y.reshape(b, s, *y.shape[1:]), out)
+
+    @nn.compact
+    def forward_frames(
+        self, tokens: list[jax.Array], image_hw: tuple[int, int], patch_start_idx: int
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """The head on independent frames: ``tokens``, one ``[N, T, dim_in]`` per ``intermediate_layer_idx`` ->
+        ``(preds [N, H, W, output_dim - 1], conf [N, H, W])`` or features ``[N, H', W', features]``."""
         cfg = self.config
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         height, width = image_hw
         ph, pw = height // cfg.patch_size, width // cfg.patch_size
-        b, s = tokens[cfg.intermediate_layer_idx[0]].shape[:2]
+        n = tokens[0].shape[0]
         norm = layer_norm(1e-5, self.dtype, self.param_dtype, "norm")
         resize = [
             PatchUpsample(cfg.out_channels[0], 4, name="resize_layers_0", **kw),
@@ -193,9 +226,9 @@ class DPTHead(nn.Module):
             _conv(cfg.out_channels[3], 3, stride=2, name="resize_layers_3", **kw),
         ]
         layers = []
-        for j, idx in enumerate(cfg.intermediate_layer_idx):
-            x = tokens[idx][:, :, patch_start_idx:].astype(self.dtype)
-            x = norm(x.reshape(b * s, ph, pw, x.shape[-1]))
+        for j, x in enumerate(tokens):
+            x = x[:, patch_start_idx:].astype(self.dtype)
+            x = norm(x.reshape(n, ph, pw, x.shape[-1]))
             x = _conv(cfg.out_channels[j], 1, name=f"projects_{j}", **kw)(x)
             if cfg.pos_embed:
                 x = self._add_pos_embed(x, width / height)
@@ -207,10 +240,9 @@ class DPTHead(nn.Module):
         if cfg.pos_embed:
             out = self._add_pos_embed(out, width / height)
         if cfg.feature_only:
-            return out.reshape(b, s, *out.shape[1:])
+            return out
         out = scratch.output_conv2(out)
-        preds, conf = activate_head(out, cfg.activation, cfg.conf_activation)
-        return preds.reshape(b, s, *preds.shape[1:]), conf.reshape(b, s, *conf.shape[1:])
+        return activate_head(out, cfg.activation, cfg.conf_activation)
 
     def _add_pos_embed(self, x: jax.Array, aspect_ratio: float) -> jax.Array:
         h, w, c = x.shape[-3:]

@@ -31,6 +31,29 @@ def layer_norm(eps: float, dtype: Dtype, param_dtype: Dtype, name: str, use_scal
     )
 
 
+def constrain(x: jax.Array, *logical: str | None) -> jax.Array:
+    """Logical sharding annotation of an activation: ``logical`` names the leading dims ("batch") and the last dim;
+    dims in between are unconstrained. A no-op unless a mesh and ``nn.logical_axis_rules`` are active (training,
+    vggt_jax.train.sharding), so inference numerics are untouched."""
+    head, last = logical[:-1], logical[-1]
+    return nn.with_logical_constraint(x, (*head, *([None] * (x.ndim - len(logical))), last))
+
+
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def block_class(remat: str = "none") -> type[nn.Module]:
+    """``Block``, or ``Block`` rematerialised with the named policy (the same parameters and outputs)."""
+    if remat == "none":
+        return Block
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; choose 'none' or one of {sorted(REMAT_POLICIES)}")
+    return nn.remat(Block, policy=REMAT_POLICIES[remat], prevent_cse=True)
+
+
 def gelu(x: jax.Array) -> jax.Array:
     """PyTorch's default ``nn.GELU``: the exact erf form."""
     return jax.nn.gelu(x, approximate=False)
@@ -50,7 +73,8 @@ class Mlp(nn.Module):
         dense = lambda n, name: nn.Dense(  # noqa: E731
             n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype, name=name
         )
-        return dense(self.out_features, "fc2")(gelu(dense(self.hidden_features, "fc1")(x)))
+        h = constrain(gelu(dense(self.hidden_features, "fc1")(x)), "batch", "act_mlp")
+        return dense(self.out_features, "fc2")(h)
 
 
 class LayerScale(nn.Module):
@@ -103,6 +127,7 @@ class Attention(nn.Module):
         head_dim = c // self.num_heads
         qkv = nn.Dense(3 * c, use_bias=self.qkv_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="qkv")(x)
         qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
+        qkv = constrain(qkv, "batch", "act_tokens", None, "act_heads", None)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if self.qk_norm:
             q = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "q_norm")(q)

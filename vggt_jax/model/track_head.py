@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from vggt_jax.config import TrackHeadConfig
+from vggt_jax.model import frame_parallel
 from vggt_jax.model.dpt_head import DPTHead
 from vggt_jax.model.tracker import BaseTrackerPredictor
 
@@ -34,6 +35,7 @@ class TrackHead(nn.Module):
         apply_sigmoid: bool = True,
         frame_mask: jax.Array | None = None,
         point_mask: jax.Array | None = None,
+        frames_chunk_size: int | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """Track query points of frame 0 through all frames.
 
@@ -45,6 +47,7 @@ class TrackHead(nn.Module):
           iters: tracker iterations (default ``config.iters``).
           apply_sigmoid: False returns vis/conf logits.
           frame_mask, point_mask: [B, S], [B, N] bool, False marks padding (shape buckets).
+          frames_chunk_size: the feature extractor runs over at most this many frames at a time.
 
         Returns:
           ``track_list [iters, B, S, N, 2]`` pixel (x, y), ``vis [B, S, N]``, ``conf [B, S, N]`` or None.
@@ -59,9 +62,14 @@ class TrackHead(nn.Module):
             )
         fmaps = DPTHead(
             cfg.feature_extractor, dtype=self.dtype, param_dtype=self.param_dtype, name="feature_extractor"
-        )(tokens, image_hw=image_hw, patch_start_idx=patch_start_idx)
+        )(tokens, image_hw=image_hw, patch_start_idx=patch_start_idx, frames_chunk_size=frames_chunk_size)
+        # Sharded over frames, the tracker (which correlates every frame with frame 0's query features) sees the
+        # features of all shards and each shard keeps its own frames' tracks (frame_parallel).
+        s = fmaps.shape[1]
+        fmaps = frame_parallel.gather_frames(fmaps, 1)
+        frame_mask = None if frame_mask is None else frame_parallel.gather_frames(frame_mask, 1)
         tracker = BaseTrackerPredictor(cfg.tracker, self.dtype, self.param_dtype, name="tracker")
-        return tracker(
+        track_list, vis, conf = tracker(
             query_points,
             fmaps,
             iters=cfg.iters if iters is None else iters,
@@ -69,3 +77,5 @@ class TrackHead(nn.Module):
             frame_mask=frame_mask,
             point_mask=point_mask,
         )
+        local = frame_parallel.local_frames
+        return local(track_list, 2, s), local(vis, 1, s), None if conf is None else local(conf, 1, s)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from vggt_jax.config import VGGTConfig
+from vggt_jax.model import frame_parallel
 from vggt_jax.model.aggregator import Aggregator
+from vggt_jax.model.attention import AttentionConfig, attention_scope
 from vggt_jax.model.camera_head import CameraHead
 from vggt_jax.model.dpt_head import DPTHead
 from vggt_jax.model.track_head import TrackHead
@@ -24,10 +28,26 @@ def head_layers(config: VGGTConfig) -> tuple[int, ...]:
     return tuple(sorted(layers))
 
 
+def attention_config(config: VGGTConfig) -> AttentionConfig:
+    return AttentionConfig(config.attention, config.attention_q_chunk, config.attention_kv_chunk)
+
+
+def _in_attention_scope(method):
+    """Trace ``method`` with the attention kernel of ``self.config`` (vggt_jax.model.attention)."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with attention_scope(attention_config(self.config)):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
+
 class VGGT(nn.Module):
     config: VGGTConfig
 
     @nn.compact
+    @_in_attention_scope
     def __call__(
         self,
         images: jax.Array,
@@ -58,25 +78,32 @@ class VGGT(nn.Module):
         param_dtype = jnp.dtype(cfg.param_dtype)
         image_hw = images.shape[-2:]
 
-        tokens, patch_start_idx = Aggregator(cfg.aggregator, dtype, param_dtype, name="aggregator")(
+        tokens, patch_start_idx = Aggregator(cfg.aggregator, dtype, param_dtype, cfg.remat, name="aggregator")(
             images, keep_layers=head_layers(cfg), frame_mask=frame_mask
         )
         for layer, value in tokens.items():
             self.sow("intermediates", f"aggregator_layer_{layer}", value)
         out: dict[str, jax.Array] = {}
+        frames_chunk = cfg.heads_frames_chunk or None
         # Upstream runs these three heads with autocast disabled: full precision whatever the trunk's dtype.
         head_tokens = {k: v.astype(head_dtype) for k, v in tokens.items()}
         if cfg.camera_head is not None:
+            # The camera head reads each frame's camera token and its trunk attends across frames: sharded over
+            # frames, every shard runs it on all shards' camera tokens and keeps its own frames (frame_parallel).
+            s = images.shape[1]
+            camera_tokens = frame_parallel.gather_frames(head_tokens[cfg.aggregator.depth - 1][:, :, :1], 1)
+            camera_mask = None if frame_mask is None else frame_parallel.gather_frames(frame_mask, 1)
             pose_enc_list = CameraHead(cfg.camera_head, head_dtype, param_dtype, name="camera_head")(
-                head_tokens[cfg.aggregator.depth - 1], frame_mask
+                camera_tokens, camera_mask
             )
+            pose_enc_list = frame_parallel.local_frames(pose_enc_list, 2, s)
             out["pose_enc"], out["pose_enc_list"] = pose_enc_list[-1], pose_enc_list
         if cfg.depth_head is not None:
             head = DPTHead(cfg.depth_head, head_dtype, param_dtype, name="depth_head")
-            out["depth"], out["depth_conf"] = head(head_tokens, image_hw, patch_start_idx)
+            out["depth"], out["depth_conf"] = head(head_tokens, image_hw, patch_start_idx, frames_chunk)
         if cfg.point_head is not None:
             head = DPTHead(cfg.point_head, head_dtype, param_dtype, name="point_head")
-            out["world_points"], out["world_points_conf"] = head(head_tokens, image_hw, patch_start_idx)
+            out["world_points"], out["world_points_conf"] = head(head_tokens, image_hw, patch_start_idx, frames_chunk)
         if cfg.track_head is not None and (query_points is not None or self.is_initializing()):
             if query_points is None:
                 query_points = jnp.zeros((images.shape[0], 1, 2), dtype)
@@ -88,6 +115,7 @@ class VGGT(nn.Module):
                 apply_sigmoid=apply_sigmoid,
                 frame_mask=frame_mask,
                 point_mask=point_mask,
+                frames_chunk_size=frames_chunk,
             )
             out.update(track=track_list[-1], track_list=track_list, vis=vis)
             if conf is not None:

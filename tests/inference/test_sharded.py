@@ -1,0 +1,76 @@
+"""Frame-sharded inference on 8 (fake CPU) devices equals single-device inference."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vggt_jax.config import micro, tiny
+from vggt_jax.convert import convert_state_dict
+from vggt_jax.inference.predictor import Predictor
+from vggt_jax.inference.sharded import FrameShardedPredictor, frame_mesh, frame_sharded_apply
+from vggt_jax.model.random_init import random_params
+from vggt_jax.model.vggt import VGGT
+from vggt_jax.parity.recipe import load_table, state_dict
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices (tests/conftest.py forces 8 CPU devices before jax is imported)")
+    return frame_mesh(jax.devices()[:8])
+
+
+def assert_outputs_close(out, ref):
+    assert set(out) == set(ref)
+    for name, value in ref.items():
+        ours = np.asarray(out[name])
+        assert ours.shape == value.shape, name
+        # float64 round-off (another summation order per shard); the tracker amplifies it a little, as in
+        # tests/model/test_padding.py.
+        atol = 1e-9 if name in ("track", "track_list") else 1e-12
+        np.testing.assert_allclose(ours, np.asarray(value), rtol=0, atol=atol, err_msg=name)
+
+
+def test_tiny_fixture_sharded_equals_single_device(mesh, fixture_file):
+    """3 frames on 8 devices: padded to 8 frames, one per device, the padding masked out of every attention."""
+    with np.load(fixture_file("tiny_s3_112x154_q8.npz")) as f:
+        images, queries = f["images"][None].astype(np.float64), f["query_points"][None].astype(np.float64)
+    cfg = tiny().replace(dtype="float64", head_dtype="float64", param_dtype="float64")
+    with jax.enable_x64(True):
+        params = convert_state_dict(state_dict(load_table(fixture_file("tiny_weights.json"))), cfg)
+        model = VGGT(cfg)
+        ref = jax.jit(model.apply)(params, images, queries)
+        out = frame_sharded_apply(model, mesh)(params, images, queries)
+    assert_outputs_close(out, ref)
+
+
+def test_frames_stay_sharded_without_padding(mesh):
+    """16 frames, 2 per device: no padding, and every per-frame output is split over the devices. (The tracker,
+    which the fixture test covers, is left out: it halves the compile time.)"""
+    cfg = micro().replace(dtype="float64", head_dtype="float64", param_dtype="float64", track_head=None)
+    images = np.random.default_rng(0).uniform(size=(1, 16, 3, 56, 56))
+    with jax.enable_x64(True):
+        model = VGGT(cfg)
+        params = random_params(model, images)
+        ref = jax.jit(model.apply)(params, images)
+        out = frame_sharded_apply(model, mesh)(params, jnp.asarray(images))
+    assert_outputs_close(out, ref)
+    depth = out["depth"]
+    assert len(depth.addressable_shards) == 8
+    assert {shard.data.shape[1] for shard in depth.addressable_shards} == {2}
+
+
+def test_sharded_predictor_equals_predictor(mesh):
+    cfg = micro().replace(track_head=None)
+    images = np.random.default_rng(1).uniform(size=(5, 3, 42, 56)).astype(np.float32)
+    params = random_params(VGGT(cfg), images[None])
+    ref = Predictor(cfg, params, compilation_cache=False)(images)
+    pred = FrameShardedPredictor(cfg, params, mesh=mesh, compilation_cache=False)(images)
+    # float32: 5 frames are padded to the 8-frame bucket by both; the sharded one sums in another order, and the
+    # camera head's 4 refinement iterations reach ~1e-6 absolute differences.
+    np.testing.assert_allclose(pred.depth, ref.depth, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred.world_points, ref.world_points, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pred.pose_enc, ref.pose_enc, rtol=1e-5, atol=1e-5)

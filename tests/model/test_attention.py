@@ -1,0 +1,119 @@
+"""The attention kernels: chunked online-softmax and splash attention equal the reference softmax attention, masks
+included; the model's choice of kernel and frame-chunked heads do not change its outputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vggt_jax.config import micro
+from vggt_jax.model.attention import (
+    AttentionConfig,
+    attention_scope,
+    chunked_attention,
+    dot_product_attention,
+    select_implementation,
+    splash_attention,
+    xla_attention,
+)
+from vggt_jax.model.random_init import random_params
+from vggt_jax.model.vggt import VGGT
+
+
+def qkv(b, nq, nk, h, d, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.standard_normal((b, n, h, d)).astype(dtype) for n in (nq, nk, nk))
+    # Keys of the masked tests are a random half; row 0 of batch 0 keeps one key so no row is fully masked.
+    mask = rng.random((b, nk)) < 0.5
+    mask[:, 0] = True
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize(
+    "shape, chunks",
+    [
+        ((2, 300, 300, 4, 16), dict(q_chunk=128, kv_chunk=100)),  # 3 x 100 q tiles, 3 key tiles: online softmax
+        ((1, 1041, 1041, 2, 8), dict(q_chunk=256, kv_chunk=512)),  # the 1B frame length: 5 x 209, 3 x 347
+        ((3, 77, 130, 2, 8), dict(q_chunk=50, kv_chunk=1000, batch_chunk=3)),  # one key tile; padded q tiles
+        ((4, 20, 33, 2, 8), dict(q_chunk=7, kv_chunk=8, batch_chunk=2)),  # padded key tiles, batch groups
+    ],
+)
+@pytest.mark.parametrize("masked", [False, True])
+def test_chunked_equals_reference_float64(shape, chunks, masked):
+    q, k, v, mask = qkv(*shape)
+    mask = mask if masked else None
+    with jax.enable_x64(True):
+        ref = xla_attention(q, k, v, mask)
+        out = jax.jit(lambda *a: chunked_attention(*a, **chunks))(q, k, v, mask)
+    # The same sums in another order: float64 round-off (measured <= 4e-16).
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-14)
+
+
+def test_chunked_float32_and_bfloat16():
+    q, k, v, mask = qkv(2, 300, 300, 4, 32, dtype=np.float32)
+    ref = xla_attention(q, k, v, mask)
+    out = chunked_attention(q, k, v, mask, q_chunk=128, kv_chunk=256)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref, rtol=0, atol=2e-6)  # float32 round-off of a 300-term weighted sum
+    qb, kb, vb = (jnp.asarray(x, jnp.bfloat16) for x in (q, k, v))
+    out_bf16 = chunked_attention(qb, kb, vb, mask, q_chunk=128, kv_chunk=256)
+    ref_bf16 = xla_attention(qb, kb, vb, mask)
+    assert out_bf16.dtype == jnp.bfloat16
+    # bf16 inputs, float32 softmax and accumulation in both: they differ by bf16 rounding of the weights.
+    np.testing.assert_allclose(np.asarray(out_bf16, np.float32), np.asarray(ref_bf16, np.float32), atol=2e-2)
+
+
+def test_masked_keys_weigh_exactly_zero():
+    q, k, v, mask = qkv(2, 40, 64, 2, 8)
+    with jax.enable_x64(True):
+        out = chunked_attention(q, k, v, mask, q_chunk=16, kv_chunk=16)
+        # Replacing the masked keys and values by garbage changes nothing.
+        k2 = np.where(mask[..., None, None], k, 1e3)
+        v2 = np.where(mask[..., None, None], v, -1e3)
+        out2 = chunked_attention(q, k2, v2, mask, q_chunk=16, kv_chunk=16)
+    np.testing.assert_array_equal(out, out2)
+
+
+def test_fully_masked_rows_stay_finite():
+    q, k, v, _ = qkv(1, 10, 20, 2, 8, dtype=np.float32)
+    out = chunked_attention(q, k, v, np.zeros((1, 20), bool), q_chunk=4, kv_chunk=8)
+    assert np.isfinite(np.asarray(out)).all()
+
+
+def test_splash_interpret_equals_reference():
+    q, k, v, mask = qkv(2, 200, 150, 2, 64, dtype=np.float32)
+    ref = xla_attention(q, k, v, mask)
+    out = splash_attention(q, k, v, mask, interpret=True)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=2e-6)
+
+
+def test_scope_and_auto_selection():
+    q, k, v, _ = qkv(1, 8, 8, 1, 4, dtype=np.float32)
+    assert select_implementation(jnp.zeros((1, 93, 6, 64)), jnp.zeros((1, 93, 6, 64))) == "xla"
+    assert select_implementation(jnp.zeros((1, 1041, 16, 64)), jnp.zeros((1, 1041, 16, 64))) == "chunked"
+    with attention_scope(AttentionConfig("chunked", q_chunk=3, kv_chunk=5)):
+        scoped = dot_product_attention(q, k, v)
+    np.testing.assert_allclose(scoped, xla_attention(q, k, v), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown attention implementation"):
+        AttentionConfig("flash")
+
+
+def test_model_kernels_and_frame_chunked_heads_float64():
+    """The micro model (every component of VGGT) with chunked attention over small tiles and heads run one frame
+    at a time equals the reference kernel with heads over all frames at once."""
+    cfg = micro().replace(dtype="float64", head_dtype="float64", param_dtype="float64")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(1, 3, 3, 56, 70))
+    queries = rng.uniform(size=(1, 5, 2)) * [69, 55]
+    with jax.enable_x64(True):
+        params = random_params(VGGT(cfg), images, queries)
+        ref = jax.jit(VGGT(cfg.replace(attention="xla", heads_frames_chunk=0)).apply)(params, images, queries)
+        cfg_chunked = cfg.replace(attention="chunked", attention_q_chunk=7, attention_kv_chunk=9, heads_frames_chunk=1)
+        out = jax.jit(VGGT(cfg_chunked).apply)(params, images, queries)
+    assert set(out) == set(ref)
+    for name in ref:
+        # float64 round-off; the tracker's iterations amplify it a little (test_padding.py uses the same bounds).
+        atol = 1e-9 if name in ("track", "track_list") else 1e-12
+        np.testing.assert_allclose(out[name], ref[name], rtol=0, atol=atol, err_msg=name)
