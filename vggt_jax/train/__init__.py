@@ -1,0 +1,1 @@
+"""Training: losses, optimiser, sharding, the train step, checkpoints and the loop."""
