@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -91,10 +92,26 @@ def final_state(workdir: Path) -> dict:
         return jax.device_get(ckptr.restore(workdir / "checkpoints" / str(step) / "state"))
 
 
+def check_tensorboard(workdir: Path) -> None:
+    """The event file holds the logged scalars (read with tensorboardX's protobufs, TFRecord framing)."""
+    from tensorboardX.proto import event_pb2
+
+    files = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    data, tags, i = files[0].read_bytes(), set(), 0
+    while i < len(data):
+        n = struct.unpack("<Q", data[i : i + 8])[0]
+        event = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+        tags.update(v.tag for v in event.summary.value)
+        i += 12 + n + 4
+    assert {"train/loss/objective", "train/grad_norm", "train/lr", "train/images_per_sec"} <= tags
+
+
 def test_sigterm_and_sigkill_resume_bit_for_bit(tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     finish(start(straight))
     assert checkpoints(straight)[-1] == STEPS
+    check_tensorboard(straight)
 
     # SIGTERM a few steps in: a checkpoint at that step (off the 8-step interval), a clean exit.
     proc = start(broken)

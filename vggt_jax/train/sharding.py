@@ -25,17 +25,19 @@ from vggt_jax.train.optimizer import path_str
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axes. Parameters: "embed" (the model width) is FSDP-sharded; "mlp", "qkv" and "heads" (the
-# fused attention in/out features) are tensor-parallel; conv kernels split input channels over fsdp and output
-# channels over tensor. Activations: the batch over every data-parallel axis; the hidden units of the MLP over
-# tensor. A dim that a mesh axis does not divide stays unsharded on that axis (see logical_to_sharding).
+# fused attention in/out features) are tensor-parallel; conv kernels split their output channels over tensor and
+# fsdp and never their input channels or taps (see CONV_KERNEL_NOTE). Activations: the batch over every
+# data-parallel axis; the hidden units of the MLP over tensor. A dim that a mesh axis does not divide stays
+# unsharded on that axis (see logical_to_sharding).
 LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
     ("mlp", "tensor"),
     ("qkv", "tensor"),
     ("heads", "tensor"),
-    ("conv_in", "fsdp"),
-    ("conv_out", "tensor"),
+    ("conv_taps", None),
+    ("conv_in", None),
+    ("conv_out", ("tensor", "fsdp")),
     ("act_tokens", None),
     ("act_embed", None),
     ("act_mlp", "tensor"),
@@ -57,12 +59,21 @@ PARAM_AXES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     # every other dense layer [in, out] (embed_pose, poseLN_modulation, input_transform, flow_head, ...)
     (r"/kernel$", ("embed", "mlp")),
     # convolutions and transposed convolutions [kh, kw, in, out]
-    (r"/kernel$", (None, None, "conv_in", "conv_out")),
+    (r"/kernel$", ("conv_taps", "conv_taps", "conv_in", "conv_out")),
     # learned tokens and position embeddings: shard their width
     (r"(_token|_tokens|pos_embed|virual_tracks)$", (None, None, None, "embed")),
     (r"(_token|_tokens|pos_embed|virual_tracks)$", (None, None, "embed")),
     (r"(_token|_tokens|pos_embed|virual_tracks)$", (None, "embed")),
 )
+
+# Logical axes that a mesh axis skipped elsewhere for divisibility must not move to.
+UNSHARDED_AXES = ("conv_taps", "conv_in")
+# CONV_KERNEL_NOTE: XLA's SPMD partitioner (jax/jaxlib 0.10.2, CPU) computes a wrong input gradient for a 3x3
+# convolution whose kernel's input channels are sharded over the same mesh axis as the batch of its input, when the
+# input's channels are also sharded over a third axis: a (2, 2, 2) mesh, x [12, 4, 4, 16] on P(("data", "fsdp"),
+# None, None, "tensor"), kernel on P(None, None, "fsdp", "tensor"): 92% relative error in dL/dx, while every
+# one- and two-axis mesh and the forward pass are exact. It made sharded DPT-head gradients wrong by up to 100%
+# (tests/train/test_step.py). Kernels split over their output channels only are exact in every layout we tried.
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -115,7 +126,7 @@ def logical_to_spec(
     Each dim gets the mesh axes its rule names, skipping axes of size 1, axes an earlier dim took, and axes that
     would not divide the dim evenly. A mesh axis skipped for divisibility moves to the largest other dim it divides
     (a ``[9, 2048]`` kernel whose 9 rows cannot be split over fsdp is split along its columns instead), so odd-sized
-    layers do not end up replicated."""
+    layers do not end up replicated; never to an ``UNSHARDED_AXES`` dim."""
     used: set[str] = set()
     chosen: list[list[str]] = [[] for _ in shape]
     leftover = []
@@ -133,7 +144,11 @@ def logical_to_spec(
         if axis in used:
             continue
         size = mesh.shape[axis]
-        fits = [i for i, dim in enumerate(shape) if dim % (math.prod(mesh.shape[a] for a in chosen[i]) * size) == 0]
+        fits = [
+            i
+            for i, dim in enumerate(shape)
+            if logical[i] not in UNSHARDED_AXES and dim % (math.prod(mesh.shape[a] for a in chosen[i]) * size) == 0
+        ]
         if fits:
             i = max(fits, key=lambda j: shape[j] // math.prod(mesh.shape[a] for a in chosen[j]))
             chosen[i].append(axis)

@@ -1,18 +1,15 @@
 """Metrics to stdout (process 0), to TensorBoard event files and to ``metrics.jsonl`` (one JSON object per logged step).
 
-Only process 0 writes files. TensorBoard files come from ``tensorboardX`` (a small pure-Python package; without it
-the JSONL file and stdout remain, with one warning).
+Only process 0 writes files. TensorBoard files come from ``tensorboardX`` (a small pure-Python package, not
+TensorFlow).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 class MetricWriter:
@@ -23,12 +20,9 @@ class MetricWriter:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
-        except ImportError:
-            log.warning("tensorboardX is not installed: metrics go to stdout and %s only", self.path)
+        self._tb = SummaryWriter(str(Path(workdir) / "tensorboard"))
 
     def write(self, step: int, scalars: Mapping[str, float], prefix: str = "") -> None:
         scalars = {f"{prefix}{k}": float(v) for k, v in scalars.items()}

@@ -1,0 +1,59 @@
+"""Evaluation metrics on hand-made cases."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from conftest import random_rotation
+
+from vggt_jax.train import metrics
+
+
+def cameras(rot, trans):
+    return jnp.asarray(np.concatenate([rot, trans[..., None]], -1), jnp.float32)
+
+
+def test_relative_pose_errors():
+    rng = np.random.default_rng(0)
+    rot = random_rotation(rng, 4).reshape(1, 4, 3, 3)
+    trans = rng.normal(size=(1, 4, 3))
+    gt = cameras(rot, trans)
+    i, j = np.triu_indices(4, 1)  # the pairs i < j
+    r, t, baseline = metrics.relative_pose_errors(gt, gt)
+    assert float(jnp.max(r[:, i, j])) < 0.05 and float(jnp.max(t[:, i, j])) < 0.05
+    assert float(jnp.min(baseline[:, i, j])) > 0.1
+    # A global rigid motion and scale of every camera changes no relative rotation or translation direction.
+    g = random_rotation(rng, 1)[0]
+    pred = cameras(rot @ g.T, 2.5 * trans)  # world rotated by g: E' = E diag(g^T), scaled translations
+    r, t, _ = metrics.relative_pose_errors(pred, gt)
+    assert float(jnp.max(r[:, i, j])) < 0.05 and float(jnp.max(t[:, i, j])) < 0.05
+    # Rotating camera 1 by 10 degrees about its optical axis: a 10 degree rotation error on pairs with camera 1.
+    c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+    rz = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    rot2 = rot.copy()
+    rot2[0, 1] = rz @ rot[0, 1]
+    trans2 = trans.copy()
+    trans2[0, 1] = rz @ trans[0, 1]
+    r, _, _ = metrics.relative_pose_errors(cameras(rot2, trans2), gt)
+    np.testing.assert_allclose(np.asarray(r[0, 0, 1]), 10.0, atol=0.05)
+    np.testing.assert_allclose(np.asarray(r[0, 2, 3]), 0.0, atol=0.05)
+
+
+def test_auc():
+    assert metrics.auc(np.zeros(10)) == 1.0
+    assert metrics.auc(np.full(10, 45.0)) == 0.0
+    # Errors of 14.5 degrees pass thresholds 15..30: 16 of 30.
+    assert abs(metrics.auc(np.full(4, 14.5)) - 16 / 30) < 1e-12
+
+
+def test_summarise_skips_pairs_without_baseline():
+    out = {
+        "pose_rot_err": np.array([[[0.0, 1.0], [0.0, 0.0]]]),
+        "pose_trans_err": np.array([[[0.0, 80.0], [0.0, 0.0]]]),
+        "pose_pair_mask": np.array([[[False, True], [False, False]]]),
+        "pose_has_baseline": np.array([[[True, False], [True, True]]]),
+        "pixel_count": np.array([1]),
+    }
+    res = metrics.summarise([out])
+    assert res["camera_pairs"] == 1 and res["camera_pairs_with_baseline"] == 0
+    assert res["camera_rra30"] == 1.0 and np.isnan(res["camera_auc30"])
