@@ -8,7 +8,8 @@ For every (frames, size) it measures, each in a fresh subprocess so peak memory 
   peak      peak memory of the forwards beyond the memory held once the weights are loaded: peak RSS minus RSS on
             CPU (the kernel's high-water mark, reset after loading and compiling), peak minus in-use device memory
             on GPU,
-  xla temp  XLA's own count of the temporary buffers of the compiled program (jax only).
+  xla temp  XLA's own count of the temporary buffers of the compiled program (jax only),
+  load      the machine's 1-minute load average during the timed forwards (on a shared machine it moves the times).
 With ``--torch-ref PATH`` (a checkout of facebookresearch/vggt) the official model runs in the same invocation,
 alternating with ours, and the table gets the ratios ours / official. ``--rounds`` repeats the alternation and keeps
 the median, which evens out a machine shared with other work. Weights are random (timing does not depend on them).
@@ -29,6 +30,7 @@ import time
 from collections.abc import Sequence
 
 GB = 1024**3
+LOADS: list[float] = []
 # Run the checkout this script belongs to, not whichever vggt_jax happens to be installed.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "vggt_jax")) and REPO not in sys.path:
@@ -86,8 +88,11 @@ class Meter:
 
 # ------------------------------------------------------------------------------------------------------- children
 def _timed(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each call; also records the machine's 1-minute load average before each call
+    (``LOADS``), since a shared machine's load moves the wall time of either implementation."""
     walls, cpus = [], []
     for _ in range(repeats):
+        LOADS.append(os.getloadavg()[0])
         t, c = time.perf_counter(), time.process_time()
         fn()
         walls.append(time.perf_counter() - t)
@@ -168,6 +173,7 @@ def child_jax(args) -> dict:
         weights_rss_bytes=weights_rss,
         params_bytes=int(params_bytes),
         xla_temp_bytes=xla_temp,
+        load_avg=LOADS,
         backend=backend,
         device=str(device.device_kind),
     )
@@ -217,6 +223,7 @@ def child_torch(args) -> dict:
         weights_rss_bytes=weights_rss,
         params_bytes=int(sum(p.numel() * p.element_size() for p in model.parameters())),
         xla_temp_bytes=None,
+        load_avg=LOADS,
         backend=dev.type,
         device=torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
         torch_threads=torch.get_num_threads(),
@@ -291,6 +298,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 peak_gb=_median([r["peak_bytes"] / GB if r["peak_bytes"] is not None else None for r in ok]),
                 weights_rss_gb=_median([r["weights_rss_bytes"] / GB for r in ok]),
                 xla_temp_gb=_median([(r["xla_temp_bytes"] or 0) / GB if r["xla_temp_bytes"] else None for r in ok]),
+                load=_median([statistics.median(r["load_avg"]) if r.get("load_avg") else None for r in ok]),
                 device=ok[0]["device"],
             )
         out.append(row)
@@ -303,17 +311,17 @@ def _fmt(v, spec=".2f"):
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| frames | size | impl | compile (s) | time (s) | CPU (s) | peak beyond weights (GB) | XLA temp (GB) |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| frames | size | impl | compile (s) | time (s) | CPU (s) | peak beyond weights (GB) | XLA temp (GB) | load |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         size = f"{r['height']}x{r['width']}"
         if "error" in r:
-            lines.append(f"| {r['frames']} | {size} | {r['impl']} | error: {r['error']} | | | | |")
+            lines.append(f"| {r['frames']} | {size} | {r['impl']} | error: {r['error']} | | | | | |")
             continue
         lines.append(
             f"| {r['frames']} | {size} | {r['impl']} | {_fmt(r['compile_s'], '.1f')} | {_fmt(r['time_s'])} | "
-            f"{_fmt(r['cpu_s'])} | {_fmt(r['peak_gb'])} | {_fmt(r['xla_temp_gb'])} |"
+            f"{_fmt(r['cpu_s'])} | {_fmt(r['peak_gb'])} | {_fmt(r['xla_temp_gb'])} | {_fmt(r['load'], '.1f')} |"
         )
     return "\n".join(lines)
 

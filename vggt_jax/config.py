@@ -65,6 +65,11 @@ class AggregatorConfig:
     aa_order: tuple[str, ...] = ("frame", "global")
     aa_block_size: int = 1
     patch_embed: DinoConfig = DinoConfig()
+    # Parameter layout of the transformer blocks (the aggregator's frame/global blocks and its DINOv2's blocks):
+    # False unrolls them (``frame_blocks_3/...``, the official module tree and the converter's layout); True runs them
+    # under ``nn.scan`` with parameters stacked on a leading layer axis (``frame_blocks/...`` [depth, ...]), so compile
+    # time does not grow with depth. The same function either way (``vggt_jax.model.layout`` converts the params).
+    scan_layers: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

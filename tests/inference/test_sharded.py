@@ -47,16 +47,18 @@ def test_tiny_fixture_sharded_equals_single_device(mesh, fixture_file):
     assert_outputs_close(out, ref)
 
 
-def test_frames_stay_sharded_without_padding(mesh):
-    """16 frames, 2 per device: no padding, and every per-frame output is split over the devices. (The tracker,
-    which the fixture test covers, is left out: it halves the compile time.)"""
+@pytest.mark.parametrize("kv_exchange", ["gather", "ring"])
+def test_frames_stay_sharded_without_padding(mesh, kv_exchange):
+    """16 frames, 2 per device: no padding, and every per-frame output is split over the devices; global attention
+    gathers the keys and values or passes them round the ring. (The tracker, which the fixture test covers, is left
+    out: it halves the compile time.)"""
     cfg = micro().replace(dtype="float64", head_dtype="float64", param_dtype="float64", track_head=None)
     images = np.random.default_rng(0).uniform(size=(1, 16, 3, 56, 56))
     with jax.enable_x64(True):
         model = VGGT(cfg)
         params = random_params(model, images)
         ref = jax.jit(model.apply)(params, images)
-        out = frame_sharded_apply(model, mesh)(params, jnp.asarray(images))
+        out = frame_sharded_apply(model, mesh, kv_exchange=kv_exchange)(params, jnp.asarray(images))
     assert_outputs_close(out, ref)
     depth = out["depth"]
     assert len(depth.addressable_shards) == 8
@@ -74,3 +76,20 @@ def test_sharded_predictor_equals_predictor(mesh):
     np.testing.assert_allclose(pred.depth, ref.depth, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pred.world_points, ref.world_points, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pred.pose_enc, ref.pose_enc, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kv_exchange", ["gather", "ring"])
+def test_scan_layout_sharded_equals_unrolled_single_device(mesh, kv_exchange):
+    """The scan layout of the blocks (vggt_jax.model.layout) under shard_map: global attention inside the scanned
+    loop gathers or passes round the keys and values; 5 frames on 8 devices, so padding frames are masked too."""
+    from vggt_jax.model.layout import stack_layers, with_scan_layers
+
+    cfg = micro().replace(dtype="float64", head_dtype="float64", param_dtype="float64", track_head=None)
+    images = np.random.default_rng(2).uniform(size=(1, 5, 3, 28, 42))
+    with jax.enable_x64(True):
+        model = VGGT(cfg)
+        params = random_params(model, images)
+        ref = jax.jit(model.apply)(params, images)
+        scanned = frame_sharded_apply(VGGT(with_scan_layers(cfg, True)), mesh, kv_exchange=kv_exchange)
+        out = scanned(stack_layers(params, cfg), jnp.asarray(images))
+    assert_outputs_close(out, ref)

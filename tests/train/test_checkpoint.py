@@ -77,3 +77,32 @@ def test_latest_and_retention(tmp_path):
     assert ckpt.latest_step() == 7
     assert sorted(int(p.name) for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit()) == [6, 7]
     ckpt.close()
+
+
+def test_pretrained_checkpoint_loads_into_either_block_layout(tmp_path):
+    """``init_from`` a converted (unrolled) checkpoint: a scan-layout model gets the same weights, stacked, each
+    leaf on its shards; the unrolled model gets them as saved."""
+    from vggt_jax.convert.checkpoint import save_checkpoint
+    from vggt_jax.model.layout import stack_layers
+    from vggt_jax.train.trainer import model_config
+
+    config = model_config(CONFIG.model)
+    rng = np.random.default_rng(0)
+    abstract = Trainer.create(CONFIG, sh.make_mesh(1, 1, 1, devices=jax.devices()[:1])).abstract_params
+    params = jax.tree.map(lambda a: rng.normal(size=a.shape).astype(a.dtype), abstract)
+    save_checkpoint(tmp_path / "ckpt", config, {"params": params})
+
+    mesh = sh.make_mesh(2, 2, 2)
+    for scan in (False, True):
+        cfg = micro_train_config(**{"model.scan_layers": scan})
+        trainer = Trainer.create(cfg, mesh)
+        with jax.set_mesh(mesh):
+            state = trainer.load_pretrained(str(tmp_path / "ckpt"), seed=0)
+        want = stack_layers(params, config) if scan else params
+        got = state["params"]
+        assert jax.tree.structure(got) == jax.tree.structure(want)
+        for a, b, s in zip(
+            jax.tree.leaves(got), jax.tree.leaves(want), jax.tree.leaves(trainer.param_shardings), strict=True
+        ):
+            np.testing.assert_array_equal(np.asarray(a), b)
+            assert a.sharding == s

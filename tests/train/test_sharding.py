@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+import re
 
+import flax
 import jax
 import pytest
 from jax.sharding import PartitionSpec as P
 
 from vggt_jax.config import get_config
 from vggt_jax.convert import abstract_params
+from vggt_jax.model.layout import stacked_path, with_scan_layers
 from vggt_jax.train import sharding as sh
 
 
@@ -48,6 +51,54 @@ def test_1b_params_are_sufficiently_sharded(shape):
     assert flat["depth_head/scratch/layer1_rn/kernel"].sharding.spec == spec(None, None, None, out)
     # A layer whose rows fsdp cannot divide is split along its columns instead of replicated.
     assert "fsdp" in str(flat["camera_head/embed_pose/kernel"].sharding.spec) or fsdp is None
+
+
+@functools.cache
+def abstract_scan(name: str):
+    return abstract_params(with_scan_layers(get_config(name), True))["params"]
+
+
+def test_scan_layout_stacks_shard_like_their_layers():
+    """A stack of blocks (scan layout) has the axes of one block's param behind an unsharded leading layer axis."""
+    config = get_config("vggt_1b")
+    unrolled = sh.param_logical_axes(abstract("vggt_1b"))
+    scanned = sh.param_logical_axes(abstract_scan("vggt_1b"))
+    is_axes = lambda x: isinstance(x, tuple)  # noqa: E731
+    unrolled = flax.traverse_util.flatten_dict(unrolled, is_leaf=lambda _, x: is_axes(x))
+    scanned = flax.traverse_util.flatten_dict(scanned, is_leaf=lambda _, x: is_axes(x))
+    reached = set()
+    for path, axes in unrolled.items():
+        target = stacked_path(path, config)
+        target = path if target is None else target[0]
+        assert scanned[target] == (axes if target == path else ("layers", *axes)), path
+        reached.add(target)
+    assert reached == set(scanned)
+    assert scanned[("aggregator", "frame_blocks", "attn", "qkv", "kernel")] == ("layers", "embed", "qkv")
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 1), (2, 2, 2)])
+def test_1b_scan_layout_is_sufficiently_sharded(shape):
+    mesh = sh.make_mesh(*shape)
+    params = abstract_scan("vggt_1b")
+    shardings = sh.param_shardings(params, mesh)
+    flat = {"/".join(str(k.key) for k in p): s.spec for p, s in jax.tree_util.tree_leaves_with_path(shardings)}
+    fsdp, tensor = ("fsdp" if mesh.shape["fsdp"] > 1 else None), ("tensor" if mesh.shape["tensor"] > 1 else None)
+    assert flat["aggregator/global_blocks/attn/qkv/kernel"] == spec(None, fsdp, tensor)
+    assert flat["aggregator/frame_blocks/mlp/fc2/kernel"] == spec(None, tensor, fsdp)
+    assert flat["aggregator/patch_embed/blocks/mlp/fc1/kernel"] == spec(None, fsdp, tensor)
+    # The layer axis is never sharded, not even by a mesh axis that another dim cannot take.
+    # 18 leaves per aggregator block (with qk-norm), 14 per DINOv2 block.
+    stacks = [s for k, s in flat.items() if re.search(sh.STACKED_PARAMS, "/" + k)]
+    assert len(stacks) == 2 * 18 + 14 and all(s == P() or s[0] is None for s in stacks)
+    sharded = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), params, shardings)
+    assert sh.assert_params_sufficiently_sharded(sharded, mesh) < 0.002  # as the unrolled layout
+
+
+def test_layer_axis_takes_no_leftover_mesh_axis():
+    mesh = sh.make_mesh(2, 2, 2)
+    # fsdp cannot split the 9 rows; the 24 layers would be the largest dim, but the layer axis stays whole.
+    assert sh.logical_to_spec(("layers", "embed", "mlp"), (24, 9, 8), mesh) == P(None, None, ("tensor", "fsdp"))
+    assert sh.logical_to_spec((None, "embed", "mlp"), (24, 9, 8), mesh) == P("fsdp", None, "tensor")
 
 
 def test_too_little_sharding_is_an_error():

@@ -59,15 +59,30 @@ def load_config(directory: str | os.PathLike) -> VGGTConfig:
     return VGGTConfig.from_json((d / CONFIG_FILE).read_text())
 
 
-def load_checkpoint(directory: str | os.PathLike, dtype: str | None = None, shardings=None) -> tuple[VGGTConfig, dict]:
+def load_checkpoint(
+    directory: str | os.PathLike, dtype: str | None = None, shardings=None, scan_layers: bool | None = None
+) -> tuple[VGGTConfig, dict]:
     """-> (config, params). ``dtype`` casts the params after loading (e.g. "float32" from a bf16 checkpoint);
-    ``shardings``: a pytree of shardings matching the params to restore straight into (default: device 0)."""
+    ``shardings``: a pytree of shardings matching the params to restore straight into (default: device 0).
+    ``scan_layers``: the block layout to return (``AggregatorConfig.scan_layers``; default the checkpoint's own);
+    another layout than the checkpoint's is made after restoring on device 0, holding the blocks twice meanwhile."""
     import orbax.checkpoint as ocp
 
     from vggt_jax.convert.convert import abstract_params
+    from vggt_jax.model.layout import stack_layers, unstack_layers, with_scan_layers
 
     directory = Path(directory).absolute()
     config = load_config(directory)
+    if scan_layers is not None and scan_layers != config.aggregator.scan_layers:
+        if shardings is not None:
+            raise ValueError(
+                f"{directory} holds the {'scan' if config.aggregator.scan_layers else 'unrolled'} block layout; "
+                "restoring into shardings needs that layout (pass scan_layers=None), or convert it once without "
+                "shardings and save it with save_checkpoint"
+            )
+        config, params = load_checkpoint(directory, dtype)
+        relayout = stack_layers if scan_layers else unstack_layers
+        return with_scan_layers(config, scan_layers), relayout(params, config)
     abstract = abstract_params(config)
     if shardings is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])

@@ -20,6 +20,7 @@ import numpy as np
 from vggt_jax.config import VGGTConfig
 from vggt_jax.convert.rules import TRANSFORMED_SHAPE, TRANSFORMS, map_key
 from vggt_jax.convert.sources import TensorSource, is_float_dtype, open_source
+from vggt_jax.model.layout import stacked_path, with_scan_layers
 
 
 class ConversionError(ValueError):
@@ -107,24 +108,42 @@ def convert_state_dict(
     place: Callable[[tuple[str, ...], np.ndarray], jax.Array] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Official state dict -> ``{'params': ...}`` for ``VGGT(config)``.
+    """Official state dict -> ``{'params': ...}`` for ``VGGT(config)``, in the block layout the config asks for
+    (``AggregatorConfig.scan_layers``).
 
     ``src``: a ``.safetensors`` / ``.pt`` path, a dict of arrays or a TensorSource. ``dtype``: of the params
     (default ``config.param_dtype``). ``place(path, array)`` puts one leaf where it belongs (default
-    ``jnp.asarray``; a sharded caller passes ``jax.device_put`` with that leaf's sharding).
+    ``jnp.asarray``; a sharded caller passes ``jax.device_put`` with that leaf's sharding); paths and arrays are
+    those of the returned layout, so in the scan layout a stack of blocks is placed as one leaf.
     """
     source = open_source(src)
-    target = abstract_params(config)
+    # Keys map to the unrolled layout (the official module tree); a scanned stack is assembled from its layers.
+    target = abstract_params(with_scan_layers(config, False))
     plans = plan_conversion(source, target)
     dtype = jnp.dtype(dtype or config.param_dtype)
     place = place or (lambda path, a: jnp.asarray(a))
+    # target path -> its source plans by layer; None: an unstacked leaf, one plan.
+    leaves: dict[tuple[str, ...], dict[int | None, _Plan]] = {}
+    for plan in plans:
+        stacked = stacked_path(plan.path, config) if config.aggregator.scan_layers else None
+        path, layer = stacked if stacked is not None else (plan.path, None)
+        leaves.setdefault(path, {})[layer] = plan
+    load = lambda plan: np.ascontiguousarray(  # noqa: E731
+        TRANSFORMS[plan.transform](source.load(plan.source_key)), dtype=dtype
+    )
     flat: dict[tuple[str, ...], jax.Array] = {}
-    for i, plan in enumerate(plans):
-        array = TRANSFORMS[plan.transform](source.load(plan.source_key))
-        flat[plan.path] = place(plan.path, np.ascontiguousarray(array, dtype=dtype))
+    done = 0
+    for path, by_layer in leaves.items():
+        # One leaf (a whole stack of layers in the scan layout) is in host memory at a time.
+        if None in by_layer:
+            array = load(by_layer[None])
+        else:
+            array = np.stack([load(by_layer[layer]) for layer in sorted(by_layer)])
+        flat[path] = place(path, array)
         del array
+        done += len(by_layer)
         if progress is not None:
-            progress(i + 1, len(plans))
+            progress(done, len(plans))
     return {"params": flax.traverse_util.unflatten_dict(flat)}
 
 

@@ -125,14 +125,19 @@ class Predictor:
         dtype: str | None = None,
         config: str | VGGTConfig = "vggt_1b",
         cache_dir: str | os.PathLike | None = None,
+        scan_layers: bool | None = None,
         **kwargs,
     ) -> Predictor:
         """``source``: an orbax checkpoint directory (``python -m vggt_jax.convert``), an official ``.safetensors``
         / ``.pt`` file, or a Hub id such as ``facebook/VGGT-1B``. ``dtype``: compute dtype (default float32 on CPU,
         bfloat16 on accelerators); ``config``: the variant of a raw state dict (an orbax checkpoint names its own).
+        ``scan_layers``: run the transformer blocks under ``nn.scan`` (compiles faster, same outputs) or unrolled;
+        default: the checkpoint's layout (``config``'s for a raw state dict).
         """
         path = resolve_checkpoint(source, config, cache_dir)
-        ckpt_config, params = load_checkpoint(path, dtype="float32" if dtype != "float64" else "float64")
+        ckpt_config, params = load_checkpoint(
+            path, dtype="float32" if dtype != "float64" else "float64", scan_layers=scan_layers
+        )
         compute = dtype or default_dtype()
         ckpt_config = ckpt_config.replace(dtype=compute, head_dtype="float64" if compute == "float64" else "float32")
         return cls(ckpt_config, params, **kwargs)

@@ -70,19 +70,22 @@ def _frame_spec(name: str, axis_name: str) -> P:
     return P(*([None] * _FRAME_DIM[name]), axis_name)
 
 
-def frame_sharded_apply(model: VGGT, mesh: Mesh, axis_name: str = FRAME_AXIS) -> Callable[..., dict[str, jax.Array]]:
+def frame_sharded_apply(
+    model: VGGT, mesh: Mesh, axis_name: str = FRAME_AXIS, kv_exchange: str = "gather"
+) -> Callable[..., dict[str, jax.Array]]:
     """A jitted ``fn(params, images, query_points=None, frame_mask=None, point_mask=None)`` with the contract of
     ``VGGT.__call__`` (batched inputs: ``images [B, S, 3, H, W]``, ``query_points [B, N, 2]``), run with the frames
     split over ``mesh``'s ``axis_name``.
 
     S need not divide the device count: the frames are padded with copies of the last one, masked out of every
-    attention (as shape buckets are) and cut from the outputs.
+    attention (as shape buckets are) and cut from the outputs. ``kv_exchange``: "gather" or "ring"
+    (``vggt_jax.model.frame_parallel``): the ring holds 2/N of a global layer's keys and values instead of all.
     """
     n = mesh.shape[axis_name]
     frames = P(None, axis_name)
 
     def local(params, images, query_points, frame_mask, point_mask):
-        with frame_axis_scope(axis_name):
+        with frame_axis_scope(axis_name, kv_exchange):
             return model.apply(params, images, query_points, frame_mask, point_mask)
 
     @jax.jit
@@ -109,8 +112,10 @@ class FrameShardedPredictor(Predictor):
     """``Predictor`` whose forward splits the frames over ``mesh`` (default: every local device); parameters are
     replicated on the mesh. Same inputs and ``Predictions``."""
 
-    def __init__(self, config: VGGTConfig, params: dict, *, mesh: Mesh | None = None, **kwargs):
+    def __init__(
+        self, config: VGGTConfig, params: dict, *, mesh: Mesh | None = None, kv_exchange: str = "gather", **kwargs
+    ):
         super().__init__(config, params, **kwargs)
         self.mesh = mesh or frame_mesh()
         self.params = jax.device_put(params, NamedSharding(self.mesh, P()))
-        self._forward = frame_sharded_apply(self.model, self.mesh, self.mesh.axis_names[0])
+        self._forward = frame_sharded_apply(self.model, self.mesh, self.mesh.axis_names[0], kv_exchange)

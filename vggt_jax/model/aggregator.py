@@ -7,7 +7,7 @@ of one frame) and global attention (tokens of all frames of a scene), each outpu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -68,7 +68,7 @@ class Aggregator(nn.Module):
         x = (images.astype(norm_dtype) - IMAGENET_MEAN.reshape(3, 1, 1)) / IMAGENET_STD.reshape(3, 1, 1)
         x = x.reshape(b * s, 3, height, width).transpose(0, 2, 3, 1).astype(self.dtype)
         patch_tokens = DinoVisionTransformer(
-            cfg.patch_embed, self.dtype, self.param_dtype, remat=self.remat, name="patch_embed"
+            cfg.patch_embed, self.dtype, self.param_dtype, self.remat, cfg.scan_layers, name="patch_embed"
         )(x)
         self.sow("intermediates", "patch_tokens", patch_tokens)
 
@@ -93,6 +93,9 @@ class Aggregator(nn.Module):
 
         if cfg.depth % cfg.aa_block_size:
             raise ValueError(f"depth ({cfg.depth}) must be divisible by aa_block_size ({cfg.aa_block_size})")
+        for attn_type in cfg.aa_order:
+            if attn_type not in ("frame", "global"):
+                raise ValueError(f"unknown attention type {attn_type!r} in aa_order")
         block = lambda name: block_class(self.remat)(  # noqa: E731
             c,
             cfg.num_heads,
@@ -104,33 +107,90 @@ class Aggregator(nn.Module):
             name=name,
         )
         global_mask = None if frame_mask is None else jnp.repeat(frame_mask, t, axis=1)  # [B, S * T]
-        keep = set(range(cfg.depth)) if keep_layers is None else set(keep_layers)
+
+        def attend(module: nn.Module, attn_type: str, x: jax.Array) -> jax.Array:
+            """One block of ``attn_type`` attention on ``x [B, S, T, C]``."""
+            if attn_type == "frame":
+                x, table, mask = x.reshape(b * s, t, c), rope, None
+            else:
+                x, table, mask = x.reshape(b, s * t, c), (global_rope if rope is not None else None), global_mask
+            # Sharded over frames, global attention gathers every shard's keys and values.
+            with frame_parallel.global_attention() if attn_type == "global" else contextlib.nullcontext():
+                x = module(x, table, mask)
+            return constrain(x, "batch", "act_tokens", "act_embed").reshape(b, s, t, c)
+
+        keep = range(cfg.depth) if keep_layers is None else keep_layers
+        keep = sorted({i for i in keep if 0 <= i < cfg.depth})
+        if cfg.scan_layers:
+            return self._scanned_layers(tokens, keep, block, attend), patch_start_idx
         outputs: dict[int, jax.Array] = {}
         counters = {"frame": 0, "global": 0}
         for _ in range(cfg.depth // cfg.aa_block_size):
             inter: dict[str, list[jax.Array]] = {}
             for attn_type in cfg.aa_order:
-                if attn_type == "frame":
-                    x, table, mask = tokens.reshape(b * s, t, c), rope, None
-                elif attn_type == "global":
-                    x, table, mask = (
-                        tokens.reshape(b, s * t, c),
-                        (global_rope if rope is not None else None),
-                        global_mask,
-                    )
-                else:
-                    raise ValueError(f"unknown attention type {attn_type!r} in aa_order")
                 inter[attn_type] = []
                 for _ in range(cfg.aa_block_size):
-                    # Sharded over frames, global attention gathers every shard's keys and values.
-                    with frame_parallel.global_attention() if attn_type == "global" else contextlib.nullcontext():
-                        x = block(f"{attn_type}_blocks_{counters[attn_type]}")(x, table, mask)
-                    x = constrain(x, "batch", "act_tokens", "act_embed")
+                    tokens = attend(block(f"{attn_type}_blocks_{counters[attn_type]}"), attn_type, tokens)
                     counters[attn_type] += 1
-                    inter[attn_type].append(x.reshape(b, s, t, c))
-                tokens = x.reshape(b, s, t, c)
+                    inter[attn_type].append(tokens)
             for i in range(cfg.aa_block_size):
                 layer = counters[cfg.aa_order[0]] - cfg.aa_block_size + i
                 if layer in keep:
                     outputs[layer] = jnp.concatenate([inter["frame"][i], inter["global"][i]], axis=-1)
         return outputs, patch_start_idx
+
+    def _scanned_layers(
+        self,
+        tokens: jax.Array,
+        keep: list[int],
+        block: Callable[[str], nn.Module],
+        attend: Callable[[nn.Module, str, jax.Array], jax.Array],
+    ) -> dict[int, jax.Array]:
+        """The ``depth`` rounds of ``__call__`` as one ``nn.scan``, with the blocks' parameters stacked on a leading
+        layer axis (``frame_blocks/...``, ``global_blocks/...``). ``tokens: [B, S, T, C]``; returns {layer in keep:
+        [B, S, T, 2C]}.
+
+        Only the kept layers are stored: the carry holds a buffer with one slot per kept layer (plus one scratch slot
+        when layers follow the last kept one) and layer i writes its output into the slot of the first kept layer
+        >= i, which that layer overwrites later. The buffer is only ever updated, a linear function of the layers'
+        outputs, so differentiating the scan keeps no per-layer copy of it."""
+        cfg = self.config
+        if cfg.aa_block_size != 1:
+            raise ValueError(
+                f"scan_layers runs one frame and one global block per scan step; aa_block_size={cfg.aa_block_size} "
+                "needs scan_layers=False"
+            )
+        slots = np.searchsorted(keep, np.arange(cfg.depth))  # == len(keep) after the last kept layer: scratch
+        b, s, t, c = tokens.shape
+        # zeros_like: inside shard_map the buffer varies over the mesh axes as the tokens do, as a scan carry must.
+        buffer = jnp.zeros_like(tokens, shape=(len(keep) + int(slots[-1] == len(keep)), b, s, t, 2 * c))
+        buffer = constrain(buffer, None, "batch", "act_embed")
+
+        def round_(blocks: _Blocks, carry: tuple[jax.Array, jax.Array], slot: jax.Array):
+            tokens, buffer = carry
+            out = {}
+            for attn_type, module in zip(cfg.aa_order, blocks.modules, strict=True):
+                tokens = out[attn_type] = attend(module, attn_type, tokens)
+            layer = jnp.concatenate([out["frame"], out["global"]], axis=-1)
+            buffer = constrain(jax.lax.dynamic_update_index_in_dim(buffer, layer, slot, 0), None, "batch", "act_embed")
+            return (tokens, buffer), None
+
+        # The blocks are children of this module (``aggregator/frame_blocks``), handed to the scan through a holder
+        # without variables of its own: scanning a function of ``self`` would stack every aggregator parameter.
+        blocks = _Blocks(tuple(block(f"{attn_type}_blocks") for attn_type in cfg.aa_order))
+        # check_constancy_invariants=False skips flax's extra trace of the body (nothing is broadcast here), which
+        # would also drop the tokens' varying mesh axes inside shard_map and fail in ring attention's loop.
+        scan = nn.scan(
+            round_,
+            variable_axes={"params": 0, "intermediates": 0},
+            split_rngs={"params": True},
+            check_constancy_invariants=False,
+        )
+        (_, buffer), _ = scan(blocks, (tokens, buffer), jnp.asarray(slots, jnp.int32))
+        return {layer: buffer[i] for i, layer in enumerate(keep)}
+
+
+class _Blocks(nn.Module):
+    """Holds the scanned blocks, one per entry of ``aa_order``, for ``nn.scan`` to lift their variables."""
+
+    modules: tuple[nn.Module, ...]

@@ -83,9 +83,15 @@ def dot_product_attention(
     (scale D**-0.5), with ``config`` or else the enclosing ``attention_scope``'s kernel.
 
     In a frame-sharded model's global attention, ``k``, ``v`` and ``key_mask`` are this shard's and the keys of all
-    shards are attended (``frame_parallel``)."""
+    shards are attended, gathered or passed round a ring (``frame_parallel``; the ring always runs the chunked
+    kernel, which can merge partial results)."""
     config = config or _SCOPE.get() or AttentionConfig()
-    k, v, key_mask = frame_parallel.gather_keys_values(k, v, key_mask)
+    exchange = frame_parallel.global_kv_exchange()
+    if exchange is not None:
+        axis_name, mode = exchange
+        if mode == "ring":
+            return ring_attention(q, k, v, key_mask, axis_name, config)
+        k, v, key_mask = (frame_parallel.gather_frames(x, 1) if x is not None else None for x in (k, v, key_mask))
     implementation = config.implementation
     if implementation == "auto":
         implementation = select_implementation(q, k)
@@ -160,6 +166,12 @@ def chunked_attention(
     the first key tile's values: no zero-initialised buffers, which XLA would hoist to the start of the program and
     keep alive across every layer (measured: 16 MB per attention layer at 4 frames of 392x518).
     """
+    return _chunked(q, k, v, key_mask, q_chunk, kv_chunk, batch_chunk, stats=False)
+
+
+def _chunked(q, k, v, key_mask, q_chunk, kv_chunk, batch_chunk, stats: bool) -> jax.Array:
+    """``chunked_attention``; with ``stats`` the unnormalised ``[B, Nq, H, D + 2]`` (weighted sum of values, row
+    max, row sum of exp(logit - max)) in the accumulation dtype, for combining with other key blocks."""
     b, nq, h, d = q.shape
     nk = k.shape[1]
     acc_dtype = _acc_dtype(q.dtype)
@@ -209,15 +221,46 @@ def chunked_attention(
 
         if n_kc > 1:
             m, denom, acc = jax.lax.fori_loop(1, n_kc, step, (m, denom, acc))
-        return acc / denom
+        return jnp.concatenate([acc, m, denom], axis=-1) if stats else acc / denom
 
     def body(i, buf):
-        qc = jax.lax.dynamic_index_in_dim(buf, i, keepdims=False)
+        qc = jax.lax.dynamic_index_in_dim(buf, i, keepdims=False)[..., :d].astype(q.dtype)
         return jax.lax.dynamic_update_index_in_dim(buf, attend(qc, i // n_qc).astype(buf.dtype), i, 0)
 
-    out = jax.lax.fori_loop(0, groups * n_qc, body, qt)  # [B/gb * n_qc, gb, H, cq, D]
-    out = out.reshape(groups, n_qc, gb, h, cq, d).transpose(0, 2, 1, 4, 3, 5).reshape(b, n_qc * cq, h, d)
+    if stats:  # the loop's buffer: the query tiles with room for the two statistics (exact in acc_dtype)
+        qt = jnp.pad(qt.astype(acc_dtype), ((0, 0),) * 4 + ((0, 2),))
+    out = jax.lax.fori_loop(0, groups * n_qc, body, qt)  # [B/gb * n_qc, gb, H, cq, D (+ 2)]
+    e = out.shape[-1]
+    out = out.reshape(groups, n_qc, gb, h, cq, e).transpose(0, 2, 1, 4, 3, 5).reshape(b, n_qc * cq, h, e)
     return out[:, :nq]
+
+
+def ring_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None, axis_name: str, config: AttentionConfig
+) -> jax.Array:
+    """Attention of this shard's queries to the keys of every shard of ``axis_name`` (inside ``shard_map``), without
+    gathering them: the key/value blocks travel round the ring of shards (``ppermute``), one block per step, and each
+    step's online-softmax statistics merge into the running ones. Holds two blocks of keys and values at a time
+    instead of all of them; the same result as attending the gathered keys up to summation order."""
+    n = jax.lax.axis_size(axis_name)
+    d = q.shape[-1]
+    ring = [(i, (i + 1) % n) for i in range(n)]
+
+    def block(k, v, mask):
+        out = _chunked(q, k, v, mask, config.q_chunk, config.kv_chunk, config.batch_chunk, stats=True)
+        return out[..., :d], out[..., d : d + 1], out[..., d + 1 :]
+
+    def step(_, carry):
+        acc, m, denom, k, v, mask = carry
+        k, v, mask = jax.tree_util.tree_map(lambda x: jax.lax.ppermute(x, axis_name, ring), (k, v, mask))
+        acc2, m2, denom2 = block(k, v, mask)
+        m_new = jnp.maximum(m, m2)
+        a, b = jnp.exp(m - m_new), jnp.exp(m2 - m_new)
+        return acc * a + acc2 * b, m_new, denom * a + denom2 * b, k, v, mask
+
+    acc, m, denom = block(k, v, key_mask)
+    acc, _, denom, *_ = jax.lax.fori_loop(1, n, step, (acc, m, denom, k, v, key_mask))
+    return (acc / denom).astype(q.dtype)
 
 
 def cudnn_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:

@@ -47,6 +47,8 @@ class DinoVisionTransformer(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     remat: str = "none"
+    # The blocks' parameter layout (``AggregatorConfig.scan_layers``): unrolled ``blocks_{i}`` or stacked ``blocks``.
+    scan_layers: bool = False
 
     def interpolate_pos_encoding(self, pos_embed: jax.Array, grid_hw: tuple[int, int]) -> jax.Array:
         """``pos_embed [1, 1 + M*M, C]`` -> ``[1, 1 + h*w, C]`` for an h x w patch grid.
@@ -82,16 +84,28 @@ class DinoVisionTransformer(nn.Module):
         if register_tokens is not None:
             regs = jnp.broadcast_to(register_tokens.astype(self.dtype), (n, r, c))
             x = jnp.concatenate([x[:, :1], regs, x[:, 1:]], axis=1)
-        for i in range(cfg.depth):
-            x = block_class(self.remat)(
-                c,
-                cfg.num_heads,
-                cfg.mlp_ratio,
-                init_values=cfg.init_values,
-                norm_eps=cfg.layernorm_eps,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"blocks_{i}",
-            )(x)
+        block = lambda name: block_class(self.remat)(  # noqa: E731
+            c,
+            cfg.num_heads,
+            cfg.mlp_ratio,
+            init_values=cfg.init_values,
+            norm_eps=cfg.layernorm_eps,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
+        if self.scan_layers:
+            # One block under nn.scan, its parameters stacked on a leading layer axis (``blocks/...`` [depth, ...]).
+            scan = nn.scan(
+                lambda module, x, _: (module(x), None),
+                variable_axes={"params": 0, "intermediates": 0},
+                split_rngs={"params": True},
+                length=cfg.depth,
+                check_constancy_invariants=False,  # as the aggregator's scan (vggt_jax.model.aggregator)
+            )
+            x, _ = scan(block("blocks"), x, None)
+        else:
+            for i in range(cfg.depth):
+                x = block(f"blocks_{i}")(x)
         x = layer_norm(cfg.layernorm_eps, self.dtype, self.param_dtype, "norm")(x)
         return x[:, 1 + r :]

@@ -5,9 +5,10 @@ and each asks this module what to do, so the model code is the same with and wit
 
 - the special tokens: frame 0 of the scene gets its own camera/register token, so a shard needs its frames'
   global indices (``first_frame``);
-- global attention: each shard's queries attend every frame's keys and values, gathered from all shards
-  (``gather_frames`` inside ``dot_product_attention``, under ``global_attention()``); queries, the MLP and the
-  activations stay local, so a shard holds 1/N of the tokens plus one layer's keys and values;
+- global attention: each shard's queries attend every frame's keys and values (``dot_product_attention`` under
+  ``global_attention()``), either gathered from all shards (a shard holds 1/N of the tokens plus one layer's keys and
+  values) or passed round a ring of shards (``ring_attention``: two shards' blocks at a time); queries, the MLPs and
+  the activations stay local;
 - the camera head: its trunk attends across frames, over one token per frame: gathered, run on every shard;
 - the tracker: it correlates every frame with frame 0's query features: the track features are gathered.
 
@@ -24,17 +25,23 @@ import jax
 
 _AXIS: contextvars.ContextVar[str | None] = contextvars.ContextVar("vggt_frame_axis", default=None)
 _GATHER_KV: contextvars.ContextVar[bool] = contextvars.ContextVar("vggt_gather_kv", default=False)
+_EXCHANGE: contextvars.ContextVar[str] = contextvars.ContextVar("vggt_kv_exchange", default="gather")
+KV_EXCHANGES = ("gather", "ring")
 
 
 @contextlib.contextmanager
-def frame_axis_scope(axis_name: str | None) -> Iterator[None]:
+def frame_axis_scope(axis_name: str | None, kv_exchange: str = "gather") -> Iterator[None]:
     """Trace the enclosed model code as one shard of frames split over the mesh axis ``axis_name`` (inside
-    ``shard_map``); ``None`` is single-device."""
-    token = _AXIS.set(axis_name)
+    ``shard_map``); ``None`` is single-device. ``kv_exchange``: how global attention reaches the other shards' keys
+    and values: "gather" (all of them, one layer at a time) or "ring" (one shard's block at a time)."""
+    if kv_exchange not in KV_EXCHANGES:
+        raise ValueError(f"unknown kv_exchange {kv_exchange!r}; choose one of {KV_EXCHANGES}")
+    tokens = _AXIS.set(axis_name), _EXCHANGE.set(kv_exchange)
     try:
         yield
     finally:
-        _AXIS.reset(token)
+        _AXIS.reset(tokens[0])
+        _EXCHANGE.reset(tokens[1])
 
 
 def frame_axis() -> str | None:
@@ -70,12 +77,7 @@ def local_frames(x: jax.Array, axis: int, frames: int) -> jax.Array:
     return jax.lax.dynamic_slice_in_dim(x, first_frame(frames), frames, axis=axis)
 
 
-def gather_keys_values(
-    k: jax.Array, v: jax.Array, key_mask: jax.Array | None
-) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """Under ``global_attention()`` on a frame shard: the keys, values and key mask ``[B, N_local, ...]`` of all
-    shards, ``[B, N, ...]``; otherwise unchanged. The token axis of global attention is frame-major, so the shards'
-    tokens concatenate in order."""
-    if not _GATHER_KV.get() or _AXIS.get() is None:
-        return k, v, key_mask
-    return gather_frames(k, 1), gather_frames(v, 1), None if key_mask is None else gather_frames(key_mask, 1)
+def global_kv_exchange() -> tuple[str, str] | None:
+    """(mesh axis, "gather" or "ring") when attention is traced as global attention on a frame shard, else None."""
+    axis = _AXIS.get()
+    return None if axis is None or not _GATHER_KV.get() else (axis, _EXCHANGE.get())

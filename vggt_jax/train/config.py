@@ -60,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
             # 0: the dense heads see all frames at once. Chunking them (a scan) saves inference memory only: the
             # backward pass keeps every chunk's activations anyway.
             heads_frames_chunk=0,
+            # The transformer blocks under nn.scan with stacked params (compile time independent of depth).
+            scan_layers=False,
         )
     )
 

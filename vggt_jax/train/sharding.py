@@ -42,6 +42,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("act_embed", None),
     ("act_mlp", "tensor"),
     ("act_heads", "tensor"),
+    ("layers", None),
 )
 
 # (regex searched in the '/'-joined param path, logical axes of a param of that rank). The first entry whose regex
@@ -66,8 +67,12 @@ PARAM_AXES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"(_token|_tokens|pos_embed|virual_tracks)$", (None, "embed")),
 )
 
+
+# The scan layout's stacks of blocks (vggt_jax.model.layout): a leading "layers" axis, never sharded (the scan takes
+# one layer per step), before the logical axes of one block's param from PARAM_AXES.
+STACKED_PARAMS = r"/aggregator/(frame_blocks|global_blocks|patch_embed/blocks)/"
 # Logical axes that a mesh axis skipped elsewhere for divisibility must not move to.
-UNSHARDED_AXES = ("conv_taps", "conv_in")
+UNSHARDED_AXES = ("layers", "conv_taps", "conv_in")
 # CONV_KERNEL_NOTE: XLA's SPMD partitioner (jax/jaxlib 0.10.2, CPU) computes a wrong input gradient for a 3x3
 # convolution whose kernel's input channels are sharded over the same mesh axis as the batch of its input, when the
 # input's channels are also sharded over a third axis: a (2, 2, 2) mesh, x [12, 4, 4, 16] on P(("data", "fsdp"),
@@ -99,10 +104,13 @@ def param_logical_axes(params: Any) -> Any:
 
     def axes(path, leaf):
         name = "/" + path_str(path)
+        lead, rank = ((), len(leaf.shape))
+        if re.search(STACKED_PARAMS, name):
+            lead, rank = ("layers",), rank - 1
         for pattern, logical in PARAM_AXES:
-            if len(logical) == len(leaf.shape) and re.search(pattern, name):
-                return logical
-        return (None,) * len(leaf.shape)
+            if len(logical) == rank and re.search(pattern, name):
+                return (*lead, *logical)
+        return (*lead, *(None,) * rank)
 
     return jax.tree_util.tree_map_with_path(axes, params)
 

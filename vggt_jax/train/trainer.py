@@ -39,13 +39,15 @@ BATCH_KEYS = (
 
 
 def model_config(cfg: Any) -> VGGTConfig:
-    """``config.model`` (variant, heads, dtype, remat, attention, heads_frames_chunk) -> VGGTConfig; disabled heads
-    are removed."""
+    """``config.model`` (variant, heads, dtype, remat, attention, heads_frames_chunk, scan_layers) -> VGGTConfig;
+    disabled heads are removed."""
     from vggt_jax.config import get_config
+    from vggt_jax.model.layout import with_scan_layers
 
     mc = get_config(cfg.variant).replace(
         dtype=cfg.dtype, remat=cfg.remat, attention=cfg.attention, heads_frames_chunk=cfg.heads_frames_chunk
     )
+    mc = with_scan_layers(mc, bool(cfg.get("scan_layers", False)))
     heads = set(cfg.heads)
     unknown = heads - {"camera", "depth", "point", "track"}
     if unknown:
@@ -123,19 +125,26 @@ class Trainer:
         into its shards); heads the training model does not have are dropped."""
         from pathlib import Path
 
-        from vggt_jax.convert.checkpoint import is_checkpoint, load_checkpoint, load_config
-
-        if is_checkpoint(path):
-            ckpt_params = abstract_model_params(load_config(path))
-            shardings = {"params": sh.param_shardings(ckpt_params, self.mesh)}
-            _, params = load_checkpoint(path, shardings=shardings)
-            return self.state_from_params(params["params"], seed)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"init_from={path!r} is neither a converted checkpoint nor a weights file")
         from vggt_jax.config import get_config
         from vggt_jax.convert import convert_state_dict
+        from vggt_jax.convert.checkpoint import is_checkpoint, load_checkpoint, load_config
+        from vggt_jax.model.layout import stack_layers, unstack_layers, with_scan_layers
+
+        scan = self.model.config.aggregator.scan_layers
+        if is_checkpoint(path):
+            ckpt_config = load_config(path)
+            ckpt_params = abstract_model_params(ckpt_config)
+            shardings = {"params": sh.param_shardings(ckpt_params, self.mesh)}
+            _, params = load_checkpoint(path, shardings=shardings)
+            params = params["params"]
+            if ckpt_config.aggregator.scan_layers != scan:  # restored sharded in its own layout, then re-laid out
+                params = (stack_layers if scan else unstack_layers)(params, ckpt_config)
+            return self.state_from_params(params, seed)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"init_from={path!r} is neither a converted checkpoint nor a weights file")
 
         full = get_config(self.model.config.name).replace(param_dtype=self.model.config.param_dtype)
+        full = with_scan_layers(full, scan)
         full_params = abstract_model_params(full)
         by_path = dict(
             zip(
