@@ -12,7 +12,7 @@ from vggt_jax.train.config import base_config, parse_arg
 
 
 def get_config(arg: str | None = None):
-    arg = parse_arg(arg, model="tiny", steps=300, size=56, frames=4, batch=4, tracks=False, freeze=False)
+    arg = parse_arg(arg, model="tiny", steps=600, size=56, frames=4, batch=4, tracks=False, freeze=False)
     c = base_config()
     c.total_steps = arg.steps
     c.log_every = 10
@@ -22,7 +22,7 @@ def get_config(arg: str | None = None):
     c.model.variant = arg.model
     c.model.heads = ("camera", "depth", "point", "track") if arg.tracks else ("camera", "depth", "point")
 
-    c.optim.lr = 2e-4
+    c.optim.lr = 5e-4
     c.optim.warmup_frac = 0.05
     c.optim.weight_decay = 0.05
     c.optim.frozen = ("^aggregator/",) if arg.freeze else ()
@@ -35,7 +35,7 @@ def get_config(arg: str | None = None):
     c.data.num_tracks = 32
     c.data.source.update(num_scenes=512, frames_per_scene=8, height=72, width=96)
 
-    c.eval.num_batches = 4
+    c.eval.num_batches = 16
     c.eval.data.num_frames = (arg.frames, arg.frames)
     c.eval.data.frame_buckets = (arg.frames,)
     c.eval.source.num_scenes = 64

@@ -1,6 +1,6 @@
 """Plot a run's training loss and held-out metrics from WORKDIR/metrics.jsonl (needs matplotlib).
 
-    python scripts/plot_training.py /tmp/run docs/train_synthetic.png
+python scripts/plot_training.py /tmp/run docs/train_synthetic.png
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def main() -> None:
     ax.set_title("loss")
     ax.legend()
     ax = axes[1]
-    for key, label in (("eval/camera_auc30", "AUC@30"), ("eval/camera_rra30", "RRA@30"), ("eval/camera_rta30", "RTA@30")):
+    for key, label in (
+        ("eval/camera_auc30", "AUC@30"),
+        ("eval/camera_rra30", "RRA@30"),
+        ("eval/camera_rta30", "RTA@30"),
+    ):
         ax.plot(*series(key), "o-", label=label)
     ax.set_ylim(0, 1)
     ax.set_xlabel("step")
