@@ -24,9 +24,12 @@ def temp_bytes(fn, *args) -> int:
 def aggregator_temp(implementation: str, frames: int) -> int:
     agg = Aggregator(micro().aggregator)
     params = jax.eval_shape(agg.init, jax.random.key(0), jnp.zeros((1, 2, 3, 28, 28)))
+    # Tiles of 124 tokens at both frame counts (744 = 6 x 124, 1488 = 12 x 124), so only the sequence length
+    # changes: the tile ``auto`` picks depends on how the length divides (``attention._split``).
+    config = AttentionConfig(implementation, q_chunk=93, kv_chunk=93)
 
     def forward(params, images):
-        with attention_scope(AttentionConfig(implementation)):
+        with attention_scope(config):
             return agg.apply(params, images, keep_layers=(0, 1))
 
     return temp_bytes(forward, params, jax.ShapeDtypeStruct((1, frames, 3, *HW), jnp.float32))
@@ -34,10 +37,10 @@ def aggregator_temp(implementation: str, frames: int) -> int:
 
 def test_aggregator_memory_is_linear_in_frames():
     # 8 -> 16 frames: global attention's logits grow 4x with the reference kernel; chunked, only the activations
-    # grow (2x, here under a larger constant part: measured 2.7 -> 3.3 MB chunked, 9.1 -> 35.8 MB reference).
-    chunked = aggregator_temp("auto", 16) / aggregator_temp("auto", 8)
+    # grow (2x, here under a larger constant part: measured 1.7 -> 3.3 MB chunked, 9.1 -> 35.8 MB reference).
+    chunked = aggregator_temp("chunked", 16) / aggregator_temp("chunked", 8)
     reference = aggregator_temp("xla", 16) / aggregator_temp("xla", 8)
-    assert chunked <= 2.0, chunked
+    assert chunked <= 2.25, chunked  # measured 1.99: linear (the reference's quadratic term gives 4)
     assert reference >= 3.5, reference  # the check can see a quadratic term
 
 
