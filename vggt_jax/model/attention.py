@@ -150,6 +150,47 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, max(limit, 1)) + 1) if n % d == 0)
 
 
+class _Tiling:
+    """The tile layout the chunked forward and backward share: ``[B, N, H, E]`` cut into ``[B/gb, n_chunks, gb, H,
+    chunk, E]`` (one transpose outside the loops, contiguous tiles inside), and the key validity per key tile."""
+
+    def __init__(self, q, k, key_mask, q_chunk, kv_chunk, batch_chunk):
+        self.b, self.nq, self.h, d = q.shape
+        self.nk = k.shape[1]
+        self.gb = _largest_divisor_at_most(self.b, batch_chunk)
+        self.groups = self.b // self.gb
+        self.n_qc, self.cq = _split(self.nq, q_chunk)
+        self.n_kc, self.ck = _split(self.nk, kv_chunk)
+        self.needs_mask = key_mask is not None or self.n_kc * self.ck != self.nk
+        valid = jnp.ones((self.b, self.nk), bool) if key_mask is None else key_mask.astype(bool)
+        valid = jnp.pad(valid, ((0, 0), (0, self.n_kc * self.ck - self.nk)))
+        self.valid = valid.reshape(self.groups, self.gb, self.n_kc, self.ck).transpose(0, 2, 1, 3)
+
+    def queries(self, x):
+        return self._tiles(x, self.n_qc, self.cq)
+
+    def keys(self, x):
+        return self._tiles(x, self.n_kc, self.ck)
+
+    def _tiles(self, x, n_chunks, chunk):
+        x = jnp.pad(x, ((0, 0), (0, n_chunks * chunk - x.shape[1]), (0, 0), (0, 0)))
+        return x.reshape(self.groups, self.gb, n_chunks, chunk, self.h, x.shape[-1]).transpose(0, 2, 1, 4, 3, 5)
+
+    def untile(self, x, n):  # [B/gb, n_chunks, gb, H, chunk, E] -> [B, n, H, E]
+        return x.transpose(0, 2, 1, 4, 3, 5).reshape(self.b, -1, self.h, x.shape[-1])[:, :n]
+
+    def masked(self, s, g, j):
+        """Logits ``s [gb, H, cq, ck]`` of key tile (g, j) with masked and padding keys at the finite minimum."""
+        if not self.needs_mask:
+            return s
+        return jnp.where(_tile(self.valid, g, j)[:, None, None, :], s, jnp.finfo(s.dtype).min)
+
+
+def _tile(x, g, j):
+    """``x[g, j]`` with traced indices."""
+    return jax.lax.dynamic_slice(x, (g, j) + (0,) * (x.ndim - 2), (1, 1, *x.shape[2:]))[0, 0]
+
+
 def chunked_attention(
     q: jax.Array,
     k: jax.Array,
@@ -197,30 +238,17 @@ def _chunked_bwd(q_chunk, kv_chunk, batch_chunk, residuals, d_out):
     ``delta = rowsum(dO * O)``: ``dV = P^T dO``, ``dS = P (dO V^T - delta)``, ``dQ = dS K / sqrt(d)``,
     ``dK = dS^T Q / sqrt(d)``; accumulated in the accumulation dtype."""
     q, k, v, key_mask, out, lse = residuals
-    b, nq, h, d = q.shape
-    nk = k.shape[1]
+    d = q.shape[-1]
     acc_dtype = _acc_dtype(q.dtype)
     scale = d**-0.5
-    gb = _largest_divisor_at_most(b, batch_chunk)
-    groups = b // gb
-    n_qc, cq = _split(nq, q_chunk)
-    n_kc, ck = _split(nk, kv_chunk)
-
-    def tiles(x, n_chunks, chunk):  # [B, N, H, E] -> [B/gb, n_chunks, gb, H, chunk, E]
-        x = jnp.pad(x, ((0, 0), (0, n_chunks * chunk - x.shape[1]), (0, 0), (0, 0)))
-        return x.reshape(groups, gb, n_chunks, chunk, h, x.shape[-1]).transpose(0, 2, 1, 4, 3, 5)
+    t = _Tiling(q, k, key_mask, q_chunk, kv_chunk, batch_chunk)
+    n_qc, n_kc, gb, h, cq, ck = t.n_qc, t.n_kc, t.gb, t.h, t.cq, t.ck
 
     delta = jnp.sum(d_out.astype(acc_dtype) * out.astype(acc_dtype), axis=-1)
-    qt = tiles(q * jnp.asarray(scale, q.dtype), n_qc, cq)
-    dot = tiles(d_out, n_qc, cq)
-    rows = tiles(jnp.stack([lse, delta], axis=-1).astype(acc_dtype), n_qc, cq)  # [..., cq, 2]
-    kt, vt = tiles(k, n_kc, ck), tiles(v, n_kc, ck)
-    needs_mask = key_mask is not None or n_kc * ck != nk
-    valid = jnp.ones((b, nk), bool) if key_mask is None else key_mask.astype(bool)
-    valid = jnp.pad(valid, ((0, 0), (0, n_kc * ck - nk))).reshape(groups, gb, n_kc, ck).transpose(0, 2, 1, 3)
-
-    def tile(x, g, j):
-        return jax.lax.dynamic_slice(x, (g, j) + (0,) * (x.ndim - 2), (1, 1, *x.shape[2:]))[0, 0]
+    qt, dot = t.queries(q * jnp.asarray(scale, q.dtype)), t.queries(d_out)
+    rows = t.queries(jnp.stack([lse, delta], axis=-1).astype(acc_dtype))  # [..., cq, 2]
+    kt, vt = t.keys(k), t.keys(v)
+    tile = _tile
 
     def query_tile(i, carry):
         dq, dk, dv = carry
@@ -232,14 +260,11 @@ def _chunked_bwd(q_chunk, kv_chunk, batch_chunk, residuals, d_out):
             dq_c, dk, dv = inner
             kc, vc = tile(kt, g, j), tile(vt, g, j)
             s = jnp.einsum("ghqd,ghkd->ghqk", qc, kc, preferred_element_type=acc_dtype)
-            keep = tile(valid, g, j)[:, None, None, :] if needs_mask else None
-            if needs_mask:  # as the forward: masked logits are the finite minimum (and constant: no gradient)
-                s = jnp.where(keep, s, jnp.finfo(acc_dtype).min)
-            p = jnp.exp(s - lse_c)
+            p = jnp.exp(t.masked(s, g, j) - lse_c)  # as the forward
             dp = jnp.einsum("ghqd,ghkd->ghqk", doc, vc, preferred_element_type=acc_dtype)
             ds = p * (dp - delta_c)
-            if needs_mask:
-                ds = jnp.where(keep, ds, 0)
+            if t.needs_mask:  # masked logits are a constant: no gradient
+                ds = jnp.where(_tile(t.valid, g, j)[:, None, None, :], ds, 0)
             dv_j = jnp.einsum("ghqk,ghqd->ghkd", p.astype(doc.dtype), doc, preferred_element_type=acc_dtype)
             dk_j = jnp.einsum("ghqk,ghqd->ghkd", ds.astype(qc.dtype), qc, preferred_element_type=acc_dtype)
             dq_c = dq_c + jnp.einsum("ghqk,ghkd->ghqd", ds.astype(kc.dtype), kc, preferred_element_type=acc_dtype)
@@ -253,15 +278,11 @@ def _chunked_bwd(q_chunk, kv_chunk, batch_chunk, residuals, d_out):
         dq = jax.lax.dynamic_update_slice(dq, dq_c[None, None], (g, iq, 0, 0, 0, 0))
         return dq, dk, dv
 
-    zeros = lambda n, c: jnp.zeros((groups, n, gb, h, c, d), acc_dtype)  # noqa: E731
-    dq, dk, dv = jax.lax.fori_loop(0, groups * n_qc, query_tile, (zeros(n_qc, cq), zeros(n_kc, ck), zeros(n_kc, ck)))
-
-    def untile(x, n):  # [B/gb, n_chunks, gb, H, chunk, D] -> [B, n, H, D]
-        return x.transpose(0, 2, 1, 4, 3, 5).reshape(b, -1, h, d)[:, :n]
-
+    zeros = lambda n, c: jnp.zeros((t.groups, n, gb, h, c, d), acc_dtype)  # noqa: E731
+    dq, dk, dv = jax.lax.fori_loop(0, t.groups * n_qc, query_tile, (zeros(n_qc, cq), zeros(n_kc, ck), zeros(n_kc, ck)))
     # The tiles of q carry the scale already: dK = dS^T (Q / sqrt(d)), dQ = (dS K) / sqrt(d).
-    dq = (untile(dq, nq) * scale).astype(q.dtype)
-    return dq, untile(dk, nk).astype(k.dtype), untile(dv, nk).astype(v.dtype), None
+    dq = (t.untile(dq, t.nq) * scale).astype(q.dtype)
+    return dq, t.untile(dk, t.nk).astype(k.dtype), t.untile(dv, t.nk).astype(v.dtype), None
 
 
 _chunked_attention.defvjp(_chunked_fwd, _chunked_bwd)
@@ -270,34 +291,17 @@ _chunked_attention.defvjp(_chunked_fwd, _chunked_bwd)
 def _chunked(q, k, v, key_mask, q_chunk, kv_chunk, batch_chunk, stats: bool) -> jax.Array:
     """``chunked_attention``; with ``stats`` the unnormalised ``[B, Nq, H, D + 2]`` (weighted sum of values, row
     max, row sum of exp(logit - max)) in the accumulation dtype, for combining with other key blocks."""
-    b, nq, h, d = q.shape
-    nk = k.shape[1]
+    d = q.shape[-1]
     acc_dtype = _acc_dtype(q.dtype)
-    neg = jnp.finfo(acc_dtype).min
     scale = d**-0.5
-    gb = _largest_divisor_at_most(b, batch_chunk)
-    groups = b // gb
-    n_qc, cq = _split(nq, q_chunk)
-    n_kc, ck = _split(nk, kv_chunk)
-
-    # [B, N, H, D] -> [B/gb, n_chunks, gb, H, chunk, D]: one transpose outside the loops, contiguous tiles inside.
-    def tiles(x, n_chunks, chunk):
-        x = jnp.pad(x, ((0, 0), (0, n_chunks * chunk - x.shape[1]), (0, 0), (0, 0)))
-        x = x.reshape(groups, gb, n_chunks, chunk, h, d)
-        return x.transpose(0, 2, 1, 4, 3, 5)
-
-    qt = tiles(q * jnp.asarray(scale, q.dtype), n_qc, cq).reshape(groups * n_qc, gb, h, cq, d)
-    kt, vt = tiles(k, n_kc, ck), tiles(v, n_kc, ck)
-    needs_mask = key_mask is not None or n_kc * ck != nk
-    valid = jnp.ones((b, nk), bool) if key_mask is None else key_mask.astype(bool)
-    valid = jnp.pad(valid, ((0, 0), (0, n_kc * ck - nk))).reshape(groups, gb, n_kc, ck).transpose(0, 2, 1, 3)
-
-    def tile(x, g, j):  # x[g, j] with traced indices
-        return jax.lax.dynamic_slice(x, (g, j) + (0,) * (x.ndim - 2), (1, 1, *x.shape[2:]))[0, 0]
+    t = _Tiling(q, k, key_mask, q_chunk, kv_chunk, batch_chunk)
+    groups, gb, h, n_qc, cq, n_kc = t.groups, t.gb, t.h, t.n_qc, t.cq, t.n_kc
+    qt = t.queries(q * jnp.asarray(scale, q.dtype)).reshape(groups * n_qc, gb, h, cq, d)
+    kt, vt = t.keys(k), t.keys(v)
+    tile = _tile
 
     def scores(qc, g, j):  # [gb, H, cq, ck]
-        s = jnp.einsum("ghqd,ghkd->ghqk", qc, tile(kt, g, j), preferred_element_type=acc_dtype)
-        return jnp.where(tile(valid, g, j)[:, None, None, :], s, neg) if needs_mask else s
+        return t.masked(jnp.einsum("ghqd,ghkd->ghqk", qc, tile(kt, g, j), preferred_element_type=acc_dtype), g, j)
 
     def weighted(p, g, j):  # [gb, H, cq, D]
         vc = tile(vt, g, j)
@@ -328,9 +332,7 @@ def _chunked(q, k, v, key_mask, q_chunk, kv_chunk, batch_chunk, stats: bool) -> 
     if stats:  # the loop's buffer: the query tiles with room for the two statistics (exact in acc_dtype)
         qt = jnp.pad(qt.astype(acc_dtype), ((0, 0),) * 4 + ((0, 2),))
     out = jax.lax.fori_loop(0, groups * n_qc, body, qt)  # [B/gb * n_qc, gb, H, cq, D (+ 2)]
-    e = out.shape[-1]
-    out = out.reshape(groups, n_qc, gb, h, cq, e).transpose(0, 2, 1, 4, 3, 5).reshape(b, n_qc * cq, h, e)
-    return out[:, :nq]
+    return t.untile(out.reshape(groups, n_qc, gb, h, cq, out.shape[-1]), t.nq)
 
 
 def ring_attention(
