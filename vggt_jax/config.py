@@ -141,8 +141,9 @@ class VGGTConfig:
     dtype: str = "float32"
     head_dtype: str = "float32"
     param_dtype: str = "float32"
-    # Rematerialisation of the aggregator's and DINOv2's transformer blocks (training memory; no numerical effect):
-    # "none", "full" (keep only each block's input) or "dots" (also keep the dense layers' outputs).
+    # Rematerialisation of the aggregator's and DINOv2's transformer blocks and of the dense heads' chunks of frames
+    # (``heads_frames_chunk``) (training memory; no numerical effect): "none", "full" (keep only each block's or
+    # chunk's input) or "dots" (also keep the dense layers' outputs).
     remat: str = "none"
     # How the forward pass is executed; none of these changes the function computed beyond float round-off.
     # ``attention``: "auto" (fused cuDNN / splash kernels on GPU / TPU where they apply, else chunked online-softmax

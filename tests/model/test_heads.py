@@ -58,3 +58,34 @@ def test_heads_float32(case):
     for name in NAMES:
         record = check(name, out[name], arrays[f"{name}__f64"], x64=False)
         assert record["pass"], record
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_dpt_frame_chunks_stay_on_their_device(remat):
+    """Under a training mesh the head's loop over chunks of frames runs over each device's own frames: the tokens
+    are not gathered (a loop over chunks of the whole batch gathered every device's tokens onto each), and the
+    outputs and gradients equal one pass over all frames on one device."""
+    from vggt_jax.config import micro
+    from vggt_jax.train import sharding as sh
+
+    head_cfg = micro().depth_head
+    b, s, t = 4, 3, 5 + 4 * 5
+    rng = np.random.default_rng(0)
+    tokens = {i: rng.standard_normal((b, s, t, head_cfg.dim_in)).astype(np.float32) for i in range(4)}
+    params = DPTHead(head_cfg).init(jax.random.key(0), tokens, (56, 70), 5)
+
+    def loss(params, tokens, chunk, remat):
+        depth, conf = DPTHead(head_cfg, remat=remat).apply(params, tokens, (56, 70), 5, chunk)
+        return jnp.sum(jnp.sin(depth)) + jnp.sum(conf)
+
+    step = jax.value_and_grad(loss, argnums=(0, 1))
+    ref = jax.jit(step, static_argnums=(2, 3))(params, tokens, None, "none")
+    mesh = sh.make_mesh(2, 2, 2)
+    with jax.set_mesh(mesh), sh.logical_axis_rules():
+        sharded = {i: jax.device_put(x, sh.batch_sharding(mesh, 4)) for i, x in tokens.items()}
+        compiled = jax.jit(step, static_argnums=(2, 3)).lower(params, sharded, 1, remat).compile()
+        out = compiled(params, sharded)
+    assert "all-gather" not in compiled.as_text()
+    np.testing.assert_allclose(out[0], ref[0], rtol=1e-5)  # a float32 sum over devices in another order
+    for a, r in zip(jax.tree.leaves(out[1]), jax.tree.leaves(ref[1]), strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-5 * np.abs(r).max())

@@ -25,12 +25,11 @@ import functools
 import math
 from collections.abc import Iterator
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from vggt_jax.model import frame_parallel
+from vggt_jax.model import frame_parallel, spmd
 
 IMPLEMENTATIONS = ("auto", "xla", "chunked", "cudnn", "splash")
 
@@ -113,18 +112,13 @@ def dot_product_attention(
 
 def per_device(kernel, q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
     """``kernel(q, k, v, key_mask)`` run by each device on its own batch entries and heads (``shard_map``) when the
-    model is traced for a mesh with logical axis rules (training: ``vggt_jax.train.sharding``): "batch" and
-    "act_heads" name the mesh axes, and an axis that does not divide its dim is left out. Elsewhere (one device,
-    inside the frame-parallel ``shard_map``) the kernel runs as is.
+    model is traced for a training mesh (``vggt_jax.model.spmd``: "batch" and "act_heads" name the mesh axes);
+    elsewhere the kernel runs as is.
 
     The tiled kernels loop over tiles with traced indices into the batch dim, which XLA's SPMD partitioner cannot
-    split: it gathers the whole global batch onto every device and each device computes every scene's attention
-    (measured on the 1B train step, 8 devices: 8x the work and 0.56 GB per gathered layer at 6 frames)."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or any(t != jax.sharding.AxisType.Auto for t in mesh.axis_types):
-        return kernel(q, k, v, key_mask)
-    batch_spec, _, head_spec, _ = nn.logical_to_mesh_axes(("batch", None, "act_heads", None))
-    batch_axes, head_axes = _dividing(batch_spec, q.shape[0], mesh), _dividing(head_spec, q.shape[2], mesh)
+    split: it gathered the whole global batch onto every device, and each device computed every scene's attention
+    (measured on the 1B train step on 8 devices: 8x the work, and 0.56 GB per gathered layer at 6 frames)."""
+    batch_axes, head_axes = spmd.mesh_axes("batch", q.shape[0]), spmd.mesh_axes("act_heads", q.shape[2])
     if not batch_axes and not head_axes:
         return kernel(q, k, v, key_mask)
     qkv = P(batch_axes or None, None, head_axes or None, None)
@@ -132,16 +126,6 @@ def per_device(kernel, q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.A
         return jax.shard_map(lambda q, k, v: kernel(q, k, v, None), in_specs=(qkv,) * 3, out_specs=qkv)(q, k, v)
     specs = (qkv, qkv, qkv, P(batch_axes or None, None))
     return jax.shard_map(kernel, in_specs=specs, out_specs=qkv)(q, k, v, key_mask)
-
-
-def _dividing(axes, size: int, mesh) -> tuple[str, ...]:
-    """The leading mesh axes of a logical dim's ``axes`` whose sizes' product divides ``size``."""
-    out: list[str] = []
-    for axis in (axes,) if isinstance(axes, str) else tuple(axes or ()):
-        if size % (math.prod(mesh.shape[a] for a in out) * mesh.shape[axis]):
-            break
-        out.append(axis)
-    return tuple(a for a in out if mesh.shape[a] > 1)
 
 
 def select_implementation(q: jax.Array, k: jax.Array) -> str:

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vggt_jax.config import DPTHeadConfig
+from vggt_jax.model import spmd
 from vggt_jax.model.activations import activate_head
-from vggt_jax.model.layers import layer_norm
+from vggt_jax.model.layers import layer_norm, remat_policy
 from vggt_jax.model.resample import resize_bilinear_align_corners
 
 Dtype = Any
@@ -167,9 +168,14 @@ class Scratch(nn.Module):
 
 
 class DPTHead(nn.Module):
+    """``remat`` (a ``vggt_jax.model.layers.REMAT_POLICIES`` name or "none"): rematerialise each chunk of frames
+    (training memory): the backward pass then keeps only the chunk's input tokens and recomputes its activations,
+    so with ``frames_chunk_size`` the full-resolution activations of one chunk are alive instead of every frame's."""
+
     config: DPTHeadConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "none"
 
     def __call__(
         self,
@@ -185,26 +191,40 @@ class DPTHead(nn.Module):
 
         ``frames_chunk_size``: run the head on at most this many frames at a time (a ``scan`` over chunks of the
         B * S frames, so the full-resolution activations of only one chunk are alive); the frames are independent,
-        so the outputs are those of one pass. The chunk is the largest divisor of B * S not above it (no padding).
+        so the outputs are those of one pass. The chunk is the largest divisor of the frame count not above it (no
+        padding). Traced for a training mesh that splits the batch over D devices, the chunks are per device: each
+        step runs a chunk of each device's B * S / D frames (``vggt_jax.model.spmd``; a loop over chunks of the
+        whole batch would gather every device's tokens onto each).
         """
         cfg = self.config
         layers = [tokens[idx] for idx in cfg.intermediate_layer_idx]
         b, s = layers[0].shape[:2]
         n = b * s
-        flat = [x.reshape(n, *x.shape[2:]) for x in layers]  # [B * S, T, C]: a free reshape
-        chunk = n if frames_chunk_size is None else max(d for d in range(1, min(n, frames_chunk_size) + 1) if not n % d)
-        if chunk == n or self.is_initializing():
-            out = self.forward_frames(flat, image_hw, patch_start_idx)
+        shards = spmd.num_shards("batch", b)
+        local = n // shards
+        limit = local if frames_chunk_size is None else min(local, frames_chunk_size)
+        chunk = max(d for d in range(1, limit + 1) if not local % d)
+        forward = lambda head, frames: head.forward_frames(frames, image_hw, patch_start_idx)  # noqa: E731
+        if self.remat != "none" and not self.is_initializing():
+            forward = nn.remat(forward, policy=remat_policy(self.remat), prevent_cse=chunk == local)
+        if chunk == local or self.is_initializing():
+            out = forward(self, [x.reshape(n, *x.shape[2:]) for x in layers])  # [B * S, T, C]: a free reshape
         else:
+            steps = local // chunk
+            # [B, S, ...] -> [shards, steps, chunk, ...]: each shard's frames stay on its device (free reshapes).
+            split = [x.reshape(shards, steps, chunk, *x.shape[2:]) for x in layers]
 
             def body(head, carry, i):
-                # Each step slices its frames out of the full token arrays: no stacked copy of the layers.
-                frames = [jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk) for x in flat]
-                return carry, head.forward_frames(frames, image_hw, patch_start_idx)
+                # Each step takes its frames out of the full token arrays: no stacked copy of the layers.
+                frames = [jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in split]
+                return carry, forward(head, [x.reshape(shards * chunk, *x.shape[2:]) for x in frames])
 
-            scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False}, length=n // chunk)
-            _, out = scan(self, None, jnp.arange(n // chunk))
-            out = jax.tree_util.tree_map(lambda y: y.reshape(n, *y.shape[2:]), out)
+            scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False}, length=steps)
+            _, out = scan(self, None, jnp.arange(steps))  # [steps, shards * chunk, ...]
+            out = jax.tree_util.tree_map(
+                lambda y: jnp.swapaxes(y.reshape(steps, shards, chunk, *y.shape[2:]), 0, 1).reshape(n, *y.shape[2:]),
+                out,
+            )
         return jax.tree_util.tree_map(lambda y: y.reshape(b, s, *y.shape[1:]), out)
 
     @nn.compact

@@ -45,13 +45,18 @@ REMAT_POLICIES = {
 }
 
 
+def remat_policy(remat: str):
+    """The ``jax.checkpoint`` policy named ``remat`` (a key of ``REMAT_POLICIES``)."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; choose 'none' or one of {sorted(REMAT_POLICIES)}")
+    return REMAT_POLICIES[remat]
+
+
 def block_class(remat: str = "none") -> type[nn.Module]:
     """``Block``, or ``Block`` rematerialised with the named policy (the same parameters and outputs)."""
     if remat == "none":
         return Block
-    if remat not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat policy {remat!r}; choose 'none' or one of {sorted(REMAT_POLICIES)}")
-    return nn.remat(Block, policy=REMAT_POLICIES[remat], prevent_cse=True)
+    return nn.remat(Block, policy=remat_policy(remat), prevent_cse=True)
 
 
 def gelu(x: jax.Array) -> jax.Array:

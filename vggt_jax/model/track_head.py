@@ -23,6 +23,7 @@ class TrackHead(nn.Module):
     config: TrackHeadConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: str = "none"  # of the feature extractor's chunks of frames (DPTHead)
 
     @nn.compact
     def __call__(
@@ -60,9 +61,9 @@ class TrackHead(nn.Module):
                 f"the feature extractor's features ({cfg.feature_extractor.features}) must equal the tracker's "
                 f"latent_dim ({cfg.tracker.latent_dim})"
             )
-        fmaps = DPTHead(
-            cfg.feature_extractor, dtype=self.dtype, param_dtype=self.param_dtype, name="feature_extractor"
-        )(tokens, image_hw=image_hw, patch_start_idx=patch_start_idx, frames_chunk_size=frames_chunk_size)
+        fmaps = DPTHead(cfg.feature_extractor, self.dtype, self.param_dtype, self.remat, name="feature_extractor")(
+            tokens, image_hw=image_hw, patch_start_idx=patch_start_idx, frames_chunk_size=frames_chunk_size
+        )
         # Sharded over frames, the tracker (which correlates every frame with frame 0's query features) sees the
         # features of all shards and each shard keeps its own frames' tracks (frame_parallel).
         s = fmaps.shape[1]

@@ -99,15 +99,15 @@ class VGGT(nn.Module):
             pose_enc_list = frame_parallel.local_frames(pose_enc_list, 2, s)
             out["pose_enc"], out["pose_enc_list"] = pose_enc_list[-1], pose_enc_list
         if cfg.depth_head is not None:
-            head = DPTHead(cfg.depth_head, head_dtype, param_dtype, name="depth_head")
+            head = DPTHead(cfg.depth_head, head_dtype, param_dtype, cfg.remat, name="depth_head")
             out["depth"], out["depth_conf"] = head(head_tokens, image_hw, patch_start_idx, frames_chunk)
         if cfg.point_head is not None:
-            head = DPTHead(cfg.point_head, head_dtype, param_dtype, name="point_head")
+            head = DPTHead(cfg.point_head, head_dtype, param_dtype, cfg.remat, name="point_head")
             out["world_points"], out["world_points_conf"] = head(head_tokens, image_hw, patch_start_idx, frames_chunk)
         if cfg.track_head is not None and (query_points is not None or self.is_initializing()):
             if query_points is None:
                 query_points = jnp.zeros((images.shape[0], 1, 2), dtype)
-            track_list, vis, conf = TrackHead(cfg.track_head, dtype, param_dtype, name="track_head")(
+            track_list, vis, conf = TrackHead(cfg.track_head, dtype, param_dtype, cfg.remat, name="track_head")(
                 tokens,
                 image_hw,
                 patch_start_idx,

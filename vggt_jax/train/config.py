@@ -57,8 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
             dtype="float32",
             remat="none",
             attention="auto",
-            # 0: the dense heads see all frames at once. Chunking them (a scan) saves inference memory only: the
-            # backward pass keeps every chunk's activations anyway.
+            # > 0: the dense heads run over this many frames per device at a time (a scan). With remat each chunk is
+            # rematerialised, so the backward pass keeps one chunk's full-resolution activations; without it, every
+            # chunk's. 0: all frames at once.
             heads_frames_chunk=0,
             # The transformer blocks under nn.scan with stacked params (compile time independent of depth).
             scan_layers=False,
