@@ -142,3 +142,17 @@ def test_source_frames_match_the_scene():
     np.testing.assert_array_equal(frame["depth"], view["depths"][0])
     assert frame["has_depth"] and frame["extrinsic"].shape == (3, 4)
     assert source.scene_name(0) != source.scene_name(1)
+
+
+def test_source_trajectory_choice():
+    """``trajectories`` restricts the camera paths scenes draw; the rooms themselves do not change."""
+    every = SyntheticSource(num_scenes=12, num_frames=2, height=30, width=40, seed=5)
+    smooth = SyntheticSource(num_scenes=12, num_frames=2, height=30, width=40, seed=5, trajectories=("orbit", "dolly"))
+    kinds = [smooth.scene(i).trajectory for i in range(12)]
+    assert set(kinds) == {"orbit", "dolly"}
+    assert {every.scene(i).trajectory for i in range(12)} == set(TRAJECTORIES)
+    np.testing.assert_array_equal(smooth.scene(0).box_center, every.scene(0).box_center)
+    with pytest.raises(ValueError, match="non-empty subset"):
+        SyntheticSource(num_scenes=1, trajectories=("spiral",))
+    with pytest.raises(ValueError, match="non-empty subset"):
+        SyntheticScene(seed=0, trajectories=())

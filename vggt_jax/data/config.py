@@ -71,6 +71,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
             height=384,
             width=512,
             seed=0,
+            trajectories=(),  # synthetic: the camera paths scenes draw from (synthetic.TRAJECTORIES); () = all
         )
     )
     if variant == "tiny":

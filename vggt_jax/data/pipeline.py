@@ -271,10 +271,11 @@ def make_source(source_config):
     kind = source_config.kind
     percentile = source_config.depth_max_percentile if source_config.depth_max_percentile > 0 else None
     if kind == "synthetic":
-        from vggt_jax.data.synthetic import SyntheticSource
+        from vggt_jax.data.synthetic import TRAJECTORIES, SyntheticSource
 
         c = source_config
-        return SyntheticSource(c.num_scenes, c.frames_per_scene, c.height, c.width, c.seed)
+        trajectories = tuple(c.trajectories) or TRAJECTORIES
+        return SyntheticSource(c.num_scenes, c.frames_per_scene, c.height, c.width, c.seed, trajectories)
     if kind == "tfds":
         from vggt_jax.data.tfds_builder import TfdsSceneSource
 

@@ -42,6 +42,12 @@ def _seed_sequence(*entropy: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(e) for e in entropy])
 
 
+def check_trajectories(kinds: tuple[str, ...]) -> None:
+    unknown = [k for k in kinds if k not in TRAJECTORIES]
+    if not kinds or unknown:
+        raise ValueError(f"synthetic trajectories must be a non-empty subset of {TRAJECTORIES}, got {kinds!r}")
+
+
 class SyntheticScene:
     """One procedural scene and its camera trajectory.
 
@@ -49,7 +55,8 @@ class SyntheticScene:
       extrinsics: ``[S, 3, 4]`` float64 camera-from-world.
       intrinsics: ``[S, 3, 3]`` float64.
       height, width: the rendering size of the trajectory's frames.
-      trajectory: which of ``TRAJECTORIES`` the cameras follow.
+      trajectory: which of ``TRAJECTORIES`` the cameras follow (the constructor's ``trajectory``, or drawn from its
+        ``trajectories``; the scene itself does not depend on that choice).
     """
 
     def __init__(
@@ -60,14 +67,14 @@ class SyntheticScene:
         width: int = 140,
         trajectory: str | None = None,
         texture_scale: float = 1.0,
+        trajectories: tuple[str, ...] = TRAJECTORIES,
     ):
-        if trajectory is not None and trajectory not in TRAJECTORIES:
-            raise ValueError(f"trajectory must be one of {TRAJECTORIES}, got {trajectory!r}")
+        check_trajectories((trajectory,) if trajectory is not None else trajectories)
         rng = np.random.default_rng(_seed_sequence(0x5CE7E, seed))
         self.seed, self.height, self.width = int(seed), int(height), int(width)
         self.name = f"synthetic_{seed}"
         self._build_geometry(rng, texture_scale)
-        self.trajectory = trajectory or TRAJECTORIES[rng.integers(len(TRAJECTORIES))]
+        self.trajectory = trajectory or trajectories[rng.integers(len(trajectories))]
         self.extrinsics = self._make_trajectory(rng, self.trajectory, num_frames)
         fov_x = np.deg2rad(rng.uniform(50.0, 75.0))
         focal = 0.5 * width / np.tan(0.5 * fov_x)
@@ -350,19 +357,29 @@ def _value_noise(p: np.ndarray, perm: np.ndarray) -> np.ndarray:
 class SyntheticSource:
     """A scene source (see ``vggt_jax.data.sources``) of ``num_scenes`` synthetic scenes, rendered on demand.
 
-    Scene ``i`` is ``SyntheticScene(seed=hash(seed, i))``; frames are rendered when loaded, as uint8 images like the
-    file-backed sources. Picklable (grain workers receive a copy).
+    Scene ``i`` is ``SyntheticScene(seed=hash(seed, i), trajectories=trajectories)``; frames are rendered when
+    loaded, as uint8 images like the file-backed sources. Picklable (grain workers receive a copy).
     """
 
-    def __init__(self, num_scenes: int, num_frames: int = 24, height: int = 140, width: int = 140, seed: int = 0):
+    def __init__(
+        self,
+        num_scenes: int,
+        num_frames: int = 24,
+        height: int = 140,
+        width: int = 140,
+        seed: int = 0,
+        trajectories: tuple[str, ...] = TRAJECTORIES,
+    ):
         self.num_scenes, self.frames_per_scene = int(num_scenes), int(num_frames)
         self.height, self.width, self.seed = int(height), int(width), int(seed)
+        self.trajectories = tuple(trajectories)
+        check_trajectories(self.trajectories)
 
     def __len__(self) -> int:
         return self.num_scenes
 
     def scene(self, index: int) -> SyntheticScene:
-        return _cached_scene(self.scene_seed(index), self.frames_per_scene, self.height, self.width)
+        return _cached_scene(self.scene_seed(index), self.frames_per_scene, self.height, self.width, self.trajectories)
 
     def scene_seed(self, index: int) -> int:
         return int(_seed_sequence(self.seed, index).generate_state(1)[0])
@@ -387,5 +404,5 @@ class SyntheticSource:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_scene(seed: int, num_frames: int, height: int, width: int) -> SyntheticScene:
-    return SyntheticScene(seed, num_frames, height, width)
+def _cached_scene(seed: int, num_frames: int, height: int, width: int, trajectories: tuple[str, ...]) -> SyntheticScene:
+    return SyntheticScene(seed, num_frames, height, width, trajectories=trajectories)
