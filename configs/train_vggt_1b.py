@@ -27,7 +27,7 @@ def get_config(arg: str | None = None):
     c.mesh.update(data=1, fsdp=-1, tensor=1)
     c.model.update(variant="vggt_1b", heads=tuple(arg.heads.split("+")), dtype="bfloat16", remat=arg.remat)
     # The blocks under one scan: XLA schedules one rematerialised layer at a time (the unrolled 24 layers measured
-    # 6x the activation memory in the AOT check) and compiles in a fifth of the time.
+    # 6x the activation memory in the AOT check, 758 vs 123 GiB) and compiles several times faster.
     c.model.scan_layers = True
     # The dense heads run 8 frames per device at a time (upstream's frames_chunk_size), each chunk rematerialised:
     # their full-resolution activations exist for one chunk instead of all 48 images.
