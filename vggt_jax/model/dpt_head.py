@@ -169,8 +169,10 @@ class Scratch(nn.Module):
 
 class DPTHead(nn.Module):
     """``remat`` (a ``vggt_jax.model.layers.REMAT_POLICIES`` name or "none"): rematerialise each chunk of frames
-    (training memory): the backward pass then keeps only the chunk's input tokens and recomputes its activations,
-    so with ``frames_chunk_size`` the full-resolution activations of one chunk are alive instead of every frame's."""
+    when ``frames_chunk_size`` splits them (training memory): the backward pass then keeps only the chunk's input
+    tokens and recomputes its activations, so the full-resolution activations of one chunk are alive instead of
+    every frame's. Without chunks there is nothing to gain (the recomputation would hold every frame's at once),
+    so the head is not rematerialised."""
 
     config: DPTHeadConfig
     dtype: Dtype = jnp.float32
@@ -204,12 +206,13 @@ class DPTHead(nn.Module):
         local = n // shards
         limit = local if frames_chunk_size is None else min(local, frames_chunk_size)
         chunk = max(d for d in range(1, limit + 1) if not local % d)
-        forward = lambda head, frames: head.forward_frames(frames, image_hw, patch_start_idx)  # noqa: E731
-        if self.remat != "none" and not self.is_initializing():
-            forward = nn.remat(forward, policy=remat_policy(self.remat), prevent_cse=chunk == local)
         if chunk == local or self.is_initializing():
-            out = forward(self, [x.reshape(n, *x.shape[2:]) for x in layers])  # [B * S, T, C]: a free reshape
+            flat = [x.reshape(n, *x.shape[2:]) for x in layers]  # [B * S, T, C]: a free reshape
+            out = self.forward_frames(flat, image_hw, patch_start_idx)
         else:
+            forward = lambda head, frames: head.forward_frames(frames, image_hw, patch_start_idx)  # noqa: E731
+            if self.remat != "none":  # in a scan: XLA cannot merge the recomputation into the forward pass
+                forward = nn.remat(forward, policy=remat_policy(self.remat), prevent_cse=False)
             steps = local // chunk
             # [B, S, ...] -> [shards, steps, chunk, ...]: each shard's frames stay on its device (free reshapes).
             split = [x.reshape(shards, steps, chunk, *x.shape[2:]) for x in layers]

@@ -18,8 +18,8 @@ import jax
 
 def mesh_axes(logical: str, size: int) -> tuple[str, ...]:
     """The mesh axes (size > 1) that split a dim of ``size`` named ``logical`` under the active mesh and logical axis
-    rules: the leading axes of its rule whose sizes' product divides ``size`` (the rest leave it whole, as
-    ``with_logical_constraint`` would); ``()`` outside a mesh of automatic axes."""
+    rules: the leading axes of its rule whose sizes' product divides ``size`` (the training batch is always a
+    multiple of the data-parallel size, so that is all of them there); ``()`` outside a mesh of automatic axes."""
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or any(t != jax.sharding.AxisType.Auto for t in mesh.axis_types):
         return ()
