@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from conftest import random_rotation
 
+from vggt_jax.geometry import extri_intri_to_pose_encoding
 from vggt_jax.train import metrics
 
 
@@ -57,3 +58,28 @@ def test_summarise_skips_pairs_without_baseline():
     res = metrics.summarise([out])
     assert res["camera_pairs"] == 1 and res["camera_pairs_with_baseline"] == 0
     assert res["camera_rra30"] == 1.0 and np.isnan(res["camera_auc30"])
+
+
+def test_camera_spread_separates_image_conditioned_from_constant_poses():
+    rng = np.random.default_rng(1)
+    b, s, hw = 3, 4, (8, 8)
+    ext = cameras(random_rotation(rng, b * s).reshape(b, s, 3, 3), rng.normal(size=(b, s, 3)))
+    intr = jnp.broadcast_to(jnp.array([[8.0, 0, 3.5], [0, 8.0, 3.5], [0, 0, 1]]), (b, s, 3, 3))
+    gt = {
+        "extrinsics": ext,
+        "intrinsics": intr,
+        "point_masks": jnp.ones((b, s) + hw, bool),
+        "depths": jnp.ones((b, s) + hw),
+    }
+    exact = extri_intri_to_pose_encoding(ext, intr, hw, xnp=jnp)
+    constant = jnp.broadcast_to(exact[:1, :1], exact.shape)
+    half = exact.at[..., :7].multiply(0.5)
+    spread = lambda pose_enc: metrics.summarise([metrics.batch_metrics({"pose_enc": pose_enc}, gt)])["camera_spread"]  # noqa: E731
+    np.testing.assert_allclose(spread(exact), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(spread(half), 0.5, rtol=1e-6)
+    assert spread(constant) == 0.0
+    # Frame 0 (always the identity) and padded frames do not count: corrupting them leaves pred == gt elsewhere.
+    frame_mask = jnp.ones((b, s), bool).at[:, 3].set(False)
+    corrupt = exact.at[:, 0].set(100.0).at[:, 3].set(-100.0)
+    out = metrics.batch_metrics({"pose_enc": corrupt}, {**gt, "frame_mask": frame_mask})
+    np.testing.assert_allclose(metrics.summarise([out])["camera_spread"], 1.0, rtol=1e-6)

@@ -7,6 +7,10 @@ and counts), so gathering them is cheap on any mesh; ``summarise`` reduces a lis
   pose ``E_j E_i^-1`` of prediction and ground truth; RRA error = angle of ``R_pred^T R_gt``, RTA error = angle
   between the relative translations, folded to [0, 90] (the sign of a direction is ambiguous). AUC@30 = mean over
   thresholds 1..30 degrees of the fraction of pairs with max(RRA, RTA error) below it.
+* Camera spread: how much the predicted poses of frames 1..S-1 (translation and quaternion, camera 0's frame) vary
+  over the evaluation set, as a fraction of how much the ground truth varies: sqrt(sum of the 7 components'
+  variances) over the same for the ground truth. A head that predicts one pose whatever the images (the average
+  trajectory, which already earns some AUC) scores 0; a head that follows the images, about 1.
 * Depth: per scene, the prediction is scaled by the median of gt / pred over valid pixels (the model predicts at
   the normalised scale, which this alignment leaves unchanged when it is right), then AbsRel = mean |d - d*| / d*
   and delta = fraction with max(d / d*, d* / d) < 1.25.
@@ -22,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vggt_jax.geometry import closed_form_inverse_se3, pose_encoding_to_extri_intri
+from vggt_jax.geometry import closed_form_inverse_se3, extri_intri_to_pose_encoding, pose_encoding_to_extri_intri
 from vggt_jax.train.losses import kth_smallest
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -69,6 +73,12 @@ def batch_metrics(pred: Mapping[str, jax.Array], gt: Mapping[str, jax.Array]) ->
         upper = jnp.triu(jnp.ones((s, s), bool), k=1)
         pairs = upper & frame_mask[:, :, None] & frame_mask[:, None]
         out.update(pose_rot_err=rot, pose_trans_err=trans, pose_pair_mask=pairs, pose_has_baseline=baseline > 1e-4)
+        gt_enc = extri_intri_to_pose_encoding(gt["extrinsics"], gt["intrinsics"], image_hw, xnp=jnp)
+        out.update(
+            pose_enc_pred=pred["pose_enc"][..., :7].astype(jnp.float32),
+            pose_enc_gt=gt_enc[..., :7].astype(jnp.float32),
+            pose_enc_mask=frame_mask & (jnp.arange(s) > 0),
+        )
     mask = gt["point_masks"]
     count = jnp.sum(mask, axis=(1, 2, 3))
     out["pixel_count"] = count
@@ -99,6 +109,15 @@ def auc(max_errors: np.ndarray, max_threshold: int = 30) -> float:
     return float(np.mean(np.cumsum(hist.astype(np.float64) / len(max_errors))))
 
 
+def pose_spread(outputs: Sequence[Mapping[str, np.ndarray]]) -> float:
+    """The camera spread (module docstring) of ``batch_metrics`` outputs; NaN when the ground truth does not vary."""
+    cat = lambda k: np.concatenate([np.asarray(o[k]).reshape(-1, *np.shape(o[k])[2:]) for o in outputs])  # noqa: E731
+    mask = cat("pose_enc_mask").astype(bool)
+    pred, gt = cat("pose_enc_pred")[mask].astype(np.float64), cat("pose_enc_gt")[mask].astype(np.float64)
+    gt_spread = np.sqrt(np.sum(np.var(gt, axis=0))) if len(gt) > 1 else 0.0
+    return float(np.sqrt(np.sum(np.var(pred, axis=0))) / gt_spread) if gt_spread > 0 else float("nan")
+
+
 def summarise(outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """Host-side reduction of ``batch_metrics`` outputs (and ``loss/*`` means) over an evaluation set."""
     cat = lambda k: np.concatenate([np.asarray(o[k]).reshape(-1) for o in outputs])  # noqa: E731
@@ -117,6 +136,8 @@ def summarise(outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
         res["camera_rta30"] = float(np.mean(trans_m < 30)) if len(trans_m) else float("nan")
         res["camera_rot_err_median"] = float(np.median(rot)) if len(rot) else float("nan")
         res["camera_pairs"] = float(len(rot))
+        if "pose_enc_pred" in keys:
+            res["camera_spread"] = pose_spread(outputs)
         res["camera_pairs_with_baseline"] = float(len(rot_m))
     if "depth_abs_rel_sum" in keys:
         n = max(cat("depth_count").sum(), 1)
