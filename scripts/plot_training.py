@@ -41,7 +41,7 @@ def main() -> None:
         ("eval/camera_auc30", "AUC@30"),
         ("eval/camera_rra30", "RRA@30"),
         ("eval/camera_rta30", "RTA@30"),
-        ("eval/camera_spread", "pose spread (pred / gt)"),
+        ("eval/camera_spread", "pose spread (pred / gt; above 1 off the chart)"),
     ):
         ax.plot(*series(key), "o-", label=label)
     ax.set_ylim(0, 1)

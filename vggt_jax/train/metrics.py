@@ -109,18 +109,25 @@ def auc(max_errors: np.ndarray, max_threshold: int = 30) -> float:
     return float(np.mean(np.cumsum(hist.astype(np.float64) / len(max_errors))))
 
 
+def _concat(outputs: Sequence[Mapping[str, np.ndarray]], key: str, trailing: int = 0) -> np.ndarray:
+    """``key`` of every output, flattened over all but its last ``trailing`` dims and concatenated."""
+    return np.concatenate(
+        [np.asarray(o[key]).reshape(-1, *np.shape(o[key])[np.ndim(o[key]) - trailing :]) for o in outputs]
+    )
+
+
 def pose_spread(outputs: Sequence[Mapping[str, np.ndarray]]) -> float:
     """The camera spread (module docstring) of ``batch_metrics`` outputs; NaN when the ground truth does not vary."""
-    cat = lambda k: np.concatenate([np.asarray(o[k]).reshape(-1, *np.shape(o[k])[2:]) for o in outputs])  # noqa: E731
-    mask = cat("pose_enc_mask").astype(bool)
-    pred, gt = cat("pose_enc_pred")[mask].astype(np.float64), cat("pose_enc_gt")[mask].astype(np.float64)
+    mask = _concat(outputs, "pose_enc_mask").astype(bool)
+    pred = _concat(outputs, "pose_enc_pred", 1)[mask].astype(np.float64)
+    gt = _concat(outputs, "pose_enc_gt", 1)[mask].astype(np.float64)
     gt_spread = np.sqrt(np.sum(np.var(gt, axis=0))) if len(gt) > 1 else 0.0
     return float(np.sqrt(np.sum(np.var(pred, axis=0))) / gt_spread) if gt_spread > 0 else float("nan")
 
 
 def summarise(outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """Host-side reduction of ``batch_metrics`` outputs (and ``loss/*`` means) over an evaluation set."""
-    cat = lambda k: np.concatenate([np.asarray(o[k]).reshape(-1) for o in outputs])  # noqa: E731
+    cat = lambda k: _concat(outputs, k)  # noqa: E731
     res: dict[str, float] = {}
     keys = outputs[0].keys()
     for k in keys:
@@ -136,9 +143,9 @@ def summarise(outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
         res["camera_rta30"] = float(np.mean(trans_m < 30)) if len(trans_m) else float("nan")
         res["camera_rot_err_median"] = float(np.median(rot)) if len(rot) else float("nan")
         res["camera_pairs"] = float(len(rot))
+        res["camera_pairs_with_baseline"] = float(len(rot_m))
         if "pose_enc_pred" in keys:
             res["camera_spread"] = pose_spread(outputs)
-        res["camera_pairs_with_baseline"] = float(len(rot_m))
     if "depth_abs_rel_sum" in keys:
         n = max(cat("depth_count").sum(), 1)
         res["depth_abs_rel"] = float(cat("depth_abs_rel_sum").sum() / n)
