@@ -1,0 +1,58 @@
+"""scripts/camera_baseline.py: the rotation error, the image-blind reference and a short run on synthetic scenes."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from conftest import REPO, micro_train_config
+
+spec = importlib.util.spec_from_file_location("camera_baseline", REPO / "scripts" / "camera_baseline.py")
+camera_baseline = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(camera_baseline)
+
+
+def quat_about_y(deg: float) -> np.ndarray:
+    half = np.radians(deg) / 2
+    return np.array([0.0, np.sin(half), 0.0, np.cos(half)])
+
+
+def test_rotation_error_is_the_angle_between_rotations():
+    err = camera_baseline.rotation_error_deg
+    np.testing.assert_allclose(err(quat_about_y(30.0), quat_about_y(0.0)), 30.0, rtol=1e-5)
+    np.testing.assert_allclose(err(3.0 * quat_about_y(50.0), quat_about_y(20.0)), 30.0, rtol=1e-5)  # any norm
+    np.testing.assert_allclose(err(-quat_about_y(20.0), quat_about_y(20.0)), 0.0, atol=0.1)  # q and -q agree
+
+
+def test_mean_rotation_treats_q_and_minus_q_as_one_rotation():
+    q10, q30 = quat_about_y(10.0), quat_about_y(30.0)
+    quats = np.stack([q10, -q10, q30, -q30])[:, None]  # [N, S - 1 = 1, 4]
+    np.testing.assert_allclose(camera_baseline.mean_rotation(quats)[0], quat_about_y(20.0), atol=1e-12)
+
+
+def two_frame_config():
+    return micro_train_config(
+        **{
+            "data.num_frames": (2, 2),
+            "data.frame_buckets": (2,),
+            "eval.data.num_frames": (2, 2),
+            "eval.data.frame_buckets": (2,),
+        }
+    )
+
+
+def test_short_run_reports_the_cnn_against_the_mean_rotation():
+    logged = []
+    rows = camera_baseline.run(two_frame_config(), steps=3, eval_every=2, log=logged.append)
+    assert [r["step"] for r in rows] == [0, 2, 3] and len(logged) == 3
+    assert all(np.isfinite(r["cnn"]) and r["cnn"] >= 0 for r in rows)
+    assert len({r["constant"] for r in rows}) == 1 and 0 < rows[0]["constant"] < 180
+    assert rows[0]["cnn"] != rows[-1]["cnn"]  # the steps trained the CNN
+
+
+def test_frame_counts_must_be_fixed():
+    config = two_frame_config()
+    config.data.num_frames = (2, 3)
+    with pytest.raises(ValueError, match="one frame count"):
+        camera_baseline.run(config, steps=1, eval_every=1)
