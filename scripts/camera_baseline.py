@@ -26,6 +26,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vggt_jax.geometry import extri_intri_to_pose_encoding
+from vggt_jax.train import loop
+from vggt_jax.train import sharding as sh
 
 
 class StackedFramesCNN(nn.Module):
@@ -61,14 +63,14 @@ def mean_rotation(quats: np.ndarray) -> np.ndarray:
 
 def run(config, steps: int, eval_every: int, lr: float = 1e-3, seed: int = 0, log=print) -> list[dict]:
     """Train for ``steps``; every ``eval_every`` steps (and at the end) log and record the held-out median errors."""
-    from vggt_jax.train import loop
-    from vggt_jax.train import sharding as sh
-
     lo, hi = config.data.num_frames
-    if lo != hi or tuple(config.eval.data.num_frames) != (lo, hi):
+    shapes = (config.data.num_frames, config.data.frame_buckets, config.eval.data.num_frames)
+    shapes += (config.eval.data.frame_buckets,)
+    if lo != hi or any(set(x) != {lo} for x in shapes):
         raise ValueError(
-            f"needs one frame count for training and evaluation, got {config.data.num_frames} and "
-            f"{config.eval.data.num_frames}; set the config's frames argument"
+            "needs one frame count and no padded frames in training and evaluation, got (data.num_frames, "
+            f"data.frame_buckets, eval.data.num_frames, eval.data.frame_buckets) = {shapes}; set the config's frames "
+            "argument (configs/train_synthetic.py:frames=N) and leave the buckets alone"
         )
     mesh = sh.make_mesh(**config.mesh)
     train_it = loop.make_iterator(config, mesh)

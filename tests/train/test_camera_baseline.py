@@ -31,15 +31,10 @@ def test_mean_rotation_treats_q_and_minus_q_as_one_rotation():
     np.testing.assert_allclose(camera_baseline.mean_rotation(quats)[0], quat_about_y(20.0), atol=1e-12)
 
 
-def two_frame_config():
-    return micro_train_config(
-        **{
-            "data.num_frames": (2, 2),
-            "data.frame_buckets": (2,),
-            "eval.data.num_frames": (2, 2),
-            "eval.data.frame_buckets": (2,),
-        }
-    )
+def two_frame_config(**over):
+    frames = {"data.num_frames": (2, 2), "data.frame_buckets": (2,)}
+    frames |= {"eval.data.num_frames": (2, 2), "eval.data.frame_buckets": (2,)}
+    return micro_train_config(**(frames | over))
 
 
 def test_short_run_reports_the_cnn_against_the_mean_rotation():
@@ -51,8 +46,7 @@ def test_short_run_reports_the_cnn_against_the_mean_rotation():
     assert rows[0]["cnn"] != rows[-1]["cnn"]  # the steps trained the CNN
 
 
-def test_frame_counts_must_be_fixed():
-    config = two_frame_config()
-    config.data.num_frames = (2, 3)
-    with pytest.raises(ValueError, match="one frame count"):
-        camera_baseline.run(config, steps=1, eval_every=1)
+@pytest.mark.parametrize("key, value", [("data.num_frames", (2, 3)), ("eval.data.frame_buckets", (3,))])
+def test_frame_counts_must_be_fixed_and_unpadded(key, value):
+    with pytest.raises(ValueError, match="one frame count and no padded frames"):
+        camera_baseline.run(two_frame_config(**{key: value}), steps=1, eval_every=1)
