@@ -2,10 +2,11 @@
 
 Trains a small CNN that sees all S frames of a scene stacked as channels (early fusion) to predict the rotation of
 frames 1..S-1 in camera 0's frame, on the batches ``train.py`` would read for the same config, and prints the
-median rotation error on the held-out scenes next to the best image-blind answer: for each frame index, the mean
-held-out rotation (what a head that ignores the images converges to, and already an optimistic one, since it is
-fitted on the held-out scenes themselves). If the CNN ends far below that line, the data and targets carry
-learnable relative pose; compare VGGT's ``eval/camera_rot_err_median`` from ``train.py`` with the same overrides.
+median rotation error on the held-out scenes next to an image-blind answer: for each frame index, the mean
+held-out rotation (about what a head that ignores the images converges to; fitted on the held-out scenes
+themselves, so optimistic). If the CNN ends far below that line, the data and targets carry learnable relative
+pose. Compare VGGT's ``eval/camera_rot_err_median`` from ``train.py`` with the same overrides; with two frames
+both are over the same pairs (VGGT's is over every pair i < j, this one over the pairs (0, j)).
 
     python scripts/camera_baseline.py --config configs/train_synthetic.py:model=micro,frames=2,batch=8 \\
         --config.data.source.trajectories="('pan',)" --config.data.source.frames_per_scene=2 --steps 2000
