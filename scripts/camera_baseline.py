@@ -26,7 +26,7 @@ import optax
 from absl import app, flags
 from ml_collections import config_flags
 
-from vggt_jax.geometry import extri_intri_to_pose_encoding
+from vggt_jax.geometry import extri_intri_to_pose_encoding, standardize_quaternion
 from vggt_jax.train import loop
 from vggt_jax.train import sharding as sh
 
@@ -58,16 +58,15 @@ def rotation_error_deg(pred: jax.Array, gt: jax.Array) -> jax.Array:
 
 def mean_rotation(quats: np.ndarray) -> np.ndarray:
     """Per frame index, the normalised mean of ``quats [N, S - 1, 4]`` taken with w >= 0 (one sign per rotation)."""
-    q = np.where(quats[..., 3:] < 0, -quats, quats).mean(0)
+    q = standardize_quaternion(quats).mean(0)
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
 def run(config, steps: int, eval_every: int, lr: float = 1e-3, seed: int = 0, log=print) -> list[dict]:
     """Train for ``steps``; every ``eval_every`` steps (and at the end) log and record the held-out median errors."""
-    lo, hi = config.data.num_frames
     shapes = (config.data.num_frames, config.data.frame_buckets, config.eval.data.num_frames)
     shapes += (config.eval.data.frame_buckets,)
-    if lo != hi or any(set(x) != {lo} for x in shapes):
+    if len({f for x in shapes for f in x}) != 1:
         raise ValueError(
             "needs one frame count and no padded frames in training and evaluation, got (data.num_frames, "
             f"data.frame_buckets, eval.data.num_frames, eval.data.frame_buckets) = {shapes}; set the config's frames "
