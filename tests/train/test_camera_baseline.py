@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
 from conftest import REPO, micro_train_config
 
 spec = importlib.util.spec_from_file_location("camera_baseline", REPO / "scripts" / "camera_baseline.py")
-camera_baseline = importlib.util.module_from_spec(spec)
+camera_baseline = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # flax dataclasses look it up
 spec.loader.exec_module(camera_baseline)
 
 
@@ -37,13 +38,19 @@ def two_frame_config(**over):
     return micro_train_config(**(frames | over))
 
 
-def test_short_run_reports_the_cnn_against_the_mean_rotation():
+@pytest.mark.parametrize("learner", ["cnn", "transformer"])
+def test_short_run_reports_the_learner_against_the_mean_rotation(learner):
     logged = []
-    rows = camera_baseline.run(two_frame_config(), steps=3, eval_every=2, log=logged.append)
-    assert [r["step"] for r in rows] == [0, 2, 3] and len(logged) == 3
-    assert all(np.isfinite(r["cnn"]) and r["cnn"] >= 0 for r in rows)
+    rows = camera_baseline.run(two_frame_config(), steps=3, eval_every=2, learner=learner, log=logged.append)
+    assert [r["step"] for r in rows] == [0, 2, 3] and len(logged) == 3 and learner in logged[0]
+    assert all(np.isfinite(r["error"]) and r["error"] >= 0 for r in rows)
     assert len({r["constant"] for r in rows}) == 1 and 0 < rows[0]["constant"] < 180
-    assert rows[0]["cnn"] != rows[-1]["cnn"]  # the steps trained the CNN
+    assert rows[0]["error"] != rows[-1]["error"]  # the steps trained the learner
+
+
+def test_unknown_learner_is_refused():
+    with pytest.raises(ValueError, match="unknown learner"):
+        camera_baseline.run(two_frame_config(), steps=1, eval_every=1, learner="mlp")
 
 
 @pytest.mark.parametrize("key, value", [("data.num_frames", (2, 3)), ("eval.data.frame_buckets", (3,))])
