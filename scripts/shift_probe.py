@@ -28,7 +28,6 @@ import optax
 from absl import app, flags
 
 from vggt_jax.config import get_config
-from vggt_jax.geometry import extri_intri_to_pose_encoding
 from vggt_jax.model.vggt import VGGT
 from vggt_jax.train.losses import compute_camera_loss
 
@@ -38,6 +37,7 @@ FOV_DEG = 60.0
 _spec = importlib.util.spec_from_file_location("camera_baseline", Path(__file__).with_name("camera_baseline.py"))
 camera_baseline = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # flax dataclasses look it up
 _spec.loader.exec_module(camera_baseline)
+LEARNERS = ("vggt", *camera_baseline.LEARNERS)
 
 
 def make_pairs(rng: np.random.Generator, batch: int, size: int, content: str) -> tuple[np.ndarray, np.ndarray]:
@@ -62,17 +62,15 @@ def make_pairs(rng: np.random.Generator, batch: int, size: int, content: str) ->
 
 
 def target_pose_encoding(sign: np.ndarray, size: int) -> np.ndarray:
-    """``[B, 2, 9]``: frame 0 at the identity, frame 1 turned about its y axis by ``sign * atan(PATCH / f)``."""
+    """``[B, 2, 9]``: frame 0 at the identity, frame 1 turned about its y axis by ``sign * atan(PATCH / f)``; no
+    translation, a ``FOV_DEG`` field of view. A right turn's camera-from-world rotation is about -y."""
     focal = 0.5 * size / np.tan(np.radians(FOV_DEG) / 2)
-    yaw = sign * np.arctan(PATCH / focal)
-    c, s, z, o = np.cos(yaw), np.sin(yaw), np.zeros_like(yaw), np.ones_like(yaw)
-    world_from_cam1 = np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
-    extrinsics = np.zeros((len(sign), 2, 3, 4))
-    extrinsics[:, 0, :, :3] = np.eye(3)
-    extrinsics[:, 1, :, :3] = np.swapaxes(world_from_cam1, -1, -2)
-    intrinsic = [[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1]]
-    intrinsics = np.broadcast_to(intrinsic, (len(sign), 2, 3, 3))
-    return extri_intri_to_pose_encoding(extrinsics, intrinsics, (size, size)).astype(np.float32)
+    half = sign * np.arctan(PATCH / focal) / 2
+    enc = np.zeros((len(sign), 2, 9), np.float32)
+    enc[..., 6] = 1.0  # qw of the identity
+    enc[:, 1, 4], enc[:, 1, 6] = -np.sin(half), np.cos(half)
+    enc[..., 7:] = np.radians(FOV_DEG)  # fov_h = fov_w for a square image
+    return enc
 
 
 def turn_sign(pose_encoding: jax.Array) -> jax.Array:
@@ -101,7 +99,7 @@ def make_learner(learner: str, variant: str, size: int):
             return turn_sign(apply(params, images)["pose_enc"])
 
         return (lambda key, images: model.init(key, jnp.moveaxis(images, -1, 2))["params"]), loss, predict
-    if learner in ("transformer", "cnn"):
+    if learner in camera_baseline.LEARNERS:
         model = camera_baseline.LEARNERS[learner](outputs=1)
         logit = lambda params, images: model.apply(params, images)[:, 0, 0]  # noqa: E731
 
@@ -109,7 +107,7 @@ def make_learner(learner: str, variant: str, size: int):
             return jnp.mean(optax.sigmoid_binary_cross_entropy(logit(params, images), (sign + 1) / 2))
 
         return model.init, loss, lambda params, images: jnp.sign(logit(params, images))
-    raise ValueError(f"unknown learner {learner!r}; use 'vggt', 'transformer' or 'cnn'")
+    raise ValueError(f"unknown learner {learner!r}; use one of {LEARNERS}")
 
 
 def run(learner, content, steps, eval_every, variant="micro", size=56, batch=8, lr=1e-3, seed=0, log=print):
@@ -150,7 +148,7 @@ def main(argv):
 
 
 if __name__ == "__main__":  # flags defined here only, as in camera_baseline.py
-    flags.DEFINE_enum("learner", "vggt", ["vggt", "transformer", "cnn"], "what learns")
+    flags.DEFINE_enum("learner", "vggt", LEARNERS, "what learns")
     flags.DEFINE_enum("variant", "micro", ["micro", "tiny"], "VGGT variant (--learner vggt)")
     flags.DEFINE_enum("content", "noise", ["noise", "blob"], "what the frames show")
     flags.DEFINE_integer("steps", 3000, "training steps (8 fresh pairs each)")
