@@ -133,6 +133,23 @@ def test_every_trajectory_renders_valid_views(trajectory):
     assert baseline < 1e-9 if trajectory == "pan" else baseline > 0.05
 
 
+def test_turn_rotates_about_a_vertical_axis_behind_the_camera():
+    """``turn``: every camera centre lies ``arm`` (0.3-0.6) from one common pivot along its own horizontal viewing
+    direction (the camera faces away from the pivot), all at one height."""
+    scene = SyntheticScene(seed=3, num_frames=5, height=30, width=40, trajectory="turn")
+    centres = camera_centers(scene.extrinsics)
+    forward = scene.extrinsics[:, 2, :3]  # camera z axis in world coordinates
+    horizontal = forward * [1, 1, 0]
+    horizontal /= np.linalg.norm(horizontal, axis=-1, keepdims=True)
+    # centre_i = pivot + arm * horizontal_i: linear in (pivot_xy, arm).
+    a = np.concatenate([np.tile(np.eye(2), (5, 1)), horizontal[:, :2].reshape(-1, 1)], axis=1)
+    solution, *_ = np.linalg.lstsq(a, centres[:, :2].reshape(-1), rcond=None)
+    np.testing.assert_allclose(a @ solution, centres[:, :2].reshape(-1), atol=1e-9)
+    assert 0.3 <= solution[2] <= 0.6
+    np.testing.assert_allclose(centres[:, 2], centres[0, 2], atol=1e-12)
+    assert np.linalg.norm(centres - centres[0], axis=-1).max() > 0.1
+
+
 def test_source_frames_match_the_scene():
     source = SyntheticSource(num_scenes=3, num_frames=4, height=30, width=40, seed=5)
     assert len(source) == 3 and source.num_frames(1) == 4

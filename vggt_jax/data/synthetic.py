@@ -5,9 +5,11 @@ a solid (3D) texture: value-noise octaves mixed with checkers or stripes, colour
 Lambertian light, so a surface point has the same colour in every view and views can be matched. Rays that leave
 through the open top see a sky gradient and have no depth (depth 0, invalid), which exercises validity masks.
 
-Cameras follow one of four trajectories drawn per scene: ``orbit`` (an arc of 20-150 degrees around the objects:
-baseline grows with the arc), ``dolly`` (moving towards the objects), ``pan`` (fixed centre, rotating: zero baseline)
-and ``random`` (independent wide-baseline views). All cameras stay outside the objects and inside the room.
+Cameras follow one of five trajectories drawn per scene: ``orbit`` (an arc of 20-150 degrees around the objects:
+baseline grows with the arc), ``dolly`` (moving towards the objects), ``pan`` (fixed centre, rotating: zero baseline),
+``turn`` (the pan's rotation about a vertical axis 0.3-0.6 behind the camera, as a person turning on the spot with
+the camera held out: a small baseline that follows the rotation) and ``random`` (independent wide-baseline views).
+All cameras stay outside the objects and inside the room.
 
 Conventions: world z is up; extrinsics are camera-from-world [R | t] with OpenCV axes; intrinsics in pixels with pixel
 centres at integer coordinates; depth is camera z. Everything is deterministic from the seed.
@@ -25,7 +27,7 @@ import numpy as np
 
 from vggt_jax.geometry import camera_centers, look_at, pixel_grid, pixel_rays, project_points, transform_points
 
-TRAJECTORIES = ("orbit", "dolly", "pan", "random")
+TRAJECTORIES = ("orbit", "dolly", "pan", "turn", "random")
 _LIGHT = np.array([0.35, 0.55, 1.0]) / np.linalg.norm([0.35, 0.55, 1.0])
 _EPS_T = 1e-7
 _PLURAL = dict(
@@ -136,7 +138,7 @@ class SyntheticScene:
             ang = a0 + lateral / 3.0
             eyes = np.stack([r * np.cos(ang), r * np.sin(ang), rng.uniform(0.9, 1.6) + 0.05 * frac], -1)
             targets = np.array([0.0, 0.0, 0.5]) + rng.normal(0, 0.1, (n, 3))
-        elif kind == "pan":
+        elif kind in ("pan", "turn"):
             r = rng.uniform(2.4, 3.4)
             eye = np.array([r * np.cos(a0), r * np.sin(a0), rng.uniform(0.9, 1.7)])
             eyes = np.repeat(eye[None], n, axis=0)
@@ -144,6 +146,12 @@ class SyntheticScene:
             yaw = np.arctan2(-eye[1], -eye[0]) + span * (frac - 0.5)
             pitch = -np.deg2rad(rng.uniform(5, 20))
             look = np.stack([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.full(n, np.sin(pitch))], -1)
+            if kind == "turn":
+                # The camera swings about a vertical axis ``arm`` behind it (a person turning on the spot, the
+                # camera held out): the pivot is ``arm`` further from the room's centre than the middle frame.
+                arm = rng.uniform(0.3, 0.6)
+                pivot = eye + arm * np.array([np.cos(a0), np.sin(a0), 0.0])
+                eyes = pivot + arm * np.stack([np.cos(yaw), np.sin(yaw), np.zeros(n)], -1)
             targets = eyes + look
         else:  # random
             ang = rng.uniform(0, 2 * np.pi, n)
