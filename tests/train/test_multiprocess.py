@@ -28,7 +28,11 @@ from vggt_jax.train.trainer import Trainer
 
 STEPS = 4
 ARG = f"model=micro,size=28,frames=3,batch=2,freeze=True,steps={STEPS}"
+# The bounds below were measured at lr 5e-4 (the config's lr until 2026-12-02). At its lr 2e-3, Adam turns the
+# reduction-order differences into 4x larger steps and step 4's loss differs by 1.6e-5 relative; the lr is pinned so
+# the test checks the lockstep, not the config's hyperparameters.
 OVERRIDES = {
+    "optim.lr": 5e-4,
     "eval_every": 0,
     "log_every": 1,
     "ckpt_every": STEPS,
