@@ -13,8 +13,8 @@ If a learner ends far below the image-blind line, the data and targets carry rel
 VGGT's ``eval/camera_rot_err_median`` from ``train.py`` with the same overrides; with two frames all are over the
 same pairs (VGGT's is over every pair i < j, this one over the pairs (0, j)).
 
-    python scripts/camera_baseline.py --config configs/train_synthetic.py:model=micro,frames=2,batch=8 \\
-        --config.data.source.trajectories="('pan',)" --config.data.source.frames_per_scene=2 --steps 2000
+    python scripts/camera_baseline.py --config configs/train_synthetic.py \\
+        --config.data.source.trajectories="('pan',)" --steps 2000
 
 The loss is L1 on the quaternion (the camera loss's rotation term); translation and field of view are not used.
 """

@@ -8,7 +8,9 @@ tests, which compile the same programs, load them instead.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +23,16 @@ jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_file_module(relative_path: str):
+    """Import a repository file outside the package (a script or a config) as a module named after it. It is
+    registered in ``sys.modules`` first: flax module dataclasses look their module up there."""
+    path = REPO / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def micro_train_config(steps: int = 4, heads=("camera", "depth", "point"), **over):

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO, micro_train_config
+from conftest import load_file_module, micro_train_config
 
-spec = importlib.util.spec_from_file_location("camera_baseline", REPO / "scripts" / "camera_baseline.py")
-camera_baseline = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # flax dataclasses look it up
-spec.loader.exec_module(camera_baseline)
+camera_baseline = load_file_module("scripts/camera_baseline.py")
 
 
 def quat_about_y(deg: float) -> np.ndarray:

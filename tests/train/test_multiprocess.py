@@ -8,7 +8,6 @@ batch from its own scene shard, and writes its own shards and data-iterator stat
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -18,7 +17,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import CACHE_DIR, REPO
+from conftest import CACHE_DIR, REPO, load_file_module
 
 from vggt_jax import data
 from vggt_jax.train import sharding as sh
@@ -46,10 +45,7 @@ OVERRIDES = {
 
 
 def config():
-    spec = importlib.util.spec_from_file_location("train_synthetic", REPO / "configs" / "train_synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(ARG)
+    c = load_file_module("configs/train_synthetic.py").get_config(ARG)
     for key, value in OVERRIDES.items():
         *path, last = key.split(".")
         target = c

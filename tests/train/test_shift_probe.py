@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import load_file_module
 
 from vggt_jax.geometry import pose_encoding_to_extri_intri
 
-spec = importlib.util.spec_from_file_location("shift_probe", REPO / "scripts" / "shift_probe.py")
-shift_probe = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # flax dataclasses look it up
-spec.loader.exec_module(shift_probe)
+shift_probe = load_file_module("scripts/shift_probe.py")
 P = shift_probe.PATCH
 
 
