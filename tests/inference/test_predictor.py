@@ -39,9 +39,11 @@ def test_predictor_equals_model_apply(tiny_ckpt, case):
     pred = predictor(images, queries)
     ref = jax.jit(VGGT(tiny()).apply)(params, images, queries)
     # The predictor pads 3 frames to the 4-frame bucket and 8 queries to 16: masked attention makes the padding
-    # invisible up to float32 summation-order round-off.
+    # invisible up to float32 summation-order round-off. The pose encoding's components share one camera-head
+    # trunk, so their round-off scales with the largest of them (|pose_enc| up to 5.6 here): measured 4.5e-6 on a
+    # 0.12 component on an AVX-512 Xeon (8e-7 of the largest), hence an absolute 1e-5.
     np.testing.assert_allclose(pred.depth, np.asarray(ref["depth"])[0, ..., 0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(pred.pose_enc, np.asarray(ref["pose_enc"])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred.pose_enc, np.asarray(ref["pose_enc"])[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pred.world_points, np.asarray(ref["world_points"])[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pred.track_list[0], np.asarray(ref["track_list"])[0, 0], atol=1e-3)
     assert pred.track.shape == (3, 8, 2) and pred.vis.shape == (3, 8) and pred.conf.shape == (3, 8)
