@@ -4,6 +4,13 @@ Conventions: extrinsics are camera-from-world ``[R | t]`` with OpenCV axes; quat
 intrinsics are in pixels with pixel centres at integer coordinates (see ``cameras``).
 """
 
+from vggt_jax.geometry.alignment import (
+    align_cameras,
+    apply_similarity,
+    relative_pose_errors,
+    transform_extrinsics,
+    umeyama,
+)
 from vggt_jax.geometry.cameras import (
     cam_to_world_points,
     camera_centers,
@@ -31,6 +38,8 @@ from vggt_jax.geometry.rotation import (
 )
 
 __all__ = [
+    "align_cameras",
+    "apply_similarity",
     "cam_to_world_points",
     "camera_centers",
     "closed_form_inverse_se3",
@@ -48,8 +57,11 @@ __all__ = [
     "quat_to_mat",
     "quat_wxyz_to_xyzw",
     "quat_xyzw_to_wxyz",
+    "relative_pose_errors",
     "standardize_quaternion",
+    "transform_extrinsics",
     "transform_points",
+    "umeyama",
     "unproject_depth_map_to_point_map",
     "warp_intrinsics",
     "world_to_cam_points",
