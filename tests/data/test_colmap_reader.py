@@ -6,6 +6,7 @@ import logging
 import shutil
 
 import numpy as np
+import pycolmap
 import pytest
 
 from vggt_jax.data.readers import colmap
@@ -61,7 +62,6 @@ def test_bad_data_is_named_and_skipped_or_raised(tmp_path, views, caplog):
 
 
 def test_against_pycolmap(tmp_path, views):
-    pycolmap = pytest.importorskip("pycolmap")
     colmap.write_colmap_scene(tmp_path / "s", views["images_u8"], views["extrinsics"], views["intrinsics"])
     rec = pycolmap.Reconstruction(str(tmp_path / "s" / "sparse" / "0"))
     for image in rec.images.values():

@@ -1,71 +1,79 @@
-"""COLMAP file formats: model .bin/.txt round trips (any track lengths), dense arrays, camera and pose conversions."""
+"""COLMAP through pycolmap: models with multi-view tracks round-trip (.bin/.txt), camera and pose conversions,
+dense arrays."""
 
 from __future__ import annotations
 
 import numpy as np
+import pycolmap
 import pytest
 
 from vggt_jax.geometry import colmap_io, quat_to_mat
 
 
-def _model_with_tracks(track_lengths=(2, 1)):
+def _cameras(count, rng):
+    rotation = quat_to_mat(rng.normal(size=(count, 4)))
+    return np.concatenate([rotation, rng.normal(size=(count, 3, 1))], axis=-1)
+
+
+def _intrinsics(count):
+    k = np.array([[50.0, 0.0, 19.5], [0.0, 51.0, 14.0], [0.0, 0.0, 1.0]])
+    return np.repeat(k[None], count, axis=0)
+
+
+@pytest.mark.parametrize("fmt", ["bin", "txt"])
+def test_model_with_tracks_round_trip(tmp_path, fmt):
     rng = np.random.default_rng(0)
-    cameras = {
-        1: colmap_io.Camera(1, "PINHOLE", 40, 30, np.array([50.0, 51.0, 20.0, 15.5])),
-        2: colmap_io.Camera(2, "SIMPLE_RADIAL", 640, 480, np.array([500.0, 320.0, 240.0, 0.01])),
-    }
-    images = {}
-    for i in (1, 2):
-        q = rng.normal(size=4)
-        images[i] = colmap_io.ImageEntry(
-            i,
-            q / np.linalg.norm(q),
-            rng.normal(size=3),
-            i,
-            f"sub dir/img{i}.png",
-            rng.uniform(0, 40, (3, 2)),
-            np.array([7, -1, 8]),
-        )
-    lengths = np.array(track_lengths, np.int64)
-    count = len(lengths)
-    points = colmap_io.Points3D(
-        ids=np.arange(7, 7 + count),
-        xyz=rng.normal(size=(count, 3)),
-        rgb=rng.integers(0, 256, (count, 3)).astype(np.uint8),
-        errors=np.array([0.5, 1.25, -1.0])[:count],
-        track_lengths=lengths,
-        track_image_ids=rng.integers(1, 3, lengths.sum()),
-        track_point2d_idxs=rng.integers(0, 3, lengths.sum()),
+    extrinsics, intrinsics = _cameras(3, rng), _intrinsics(3)
+    keypoints = [rng.uniform(0, 40, (n, 2)) for n in (3, 2, 4)]
+    rec = colmap_io.new_reconstruction(
+        extrinsics, intrinsics, np.full((3, 2), (30, 40)), ["sub/a.png", "b.png", "c.png"], keypoints=keypoints
     )
-    return cameras, images, points
+    # Point 1 seen in all three images, point 2 in two, point 3 once.
+    image_ids = np.array([1, 2, 3, 1, 3, 3])
+    idxs = np.array([0, 1, 2, 2, 0, 3])
+    xyz, rgb = rng.normal(size=(3, 3)), rng.integers(0, 256, (3, 3)).astype(np.uint8)
+    ids = colmap_io.add_points(rec, xyz, rgb, image_ids, idxs, track_starts=np.array([0, 3, 5, 6]))
+    files = colmap_io.model_files(rec, fmt)
+    assert sorted(files) == sorted(f"{n}.{fmt}" for n in ("cameras", "images", "points3D", "rigs", "frames"))
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    back = colmap_io.read_model(tmp_path)
+    assert back.num_images() == 3 and back.num_points3D() == 3
+    for k in range(3):
+        image = back.images[k + 1]
+        np.testing.assert_allclose(colmap_io.image_extrinsic(image), extrinsics[k], atol=1e-12)
+        np.testing.assert_allclose(colmap_io.camera_intrinsic(back.cameras[image.camera_id]), intrinsics[k])
+        np.testing.assert_allclose(np.array([p.xy for p in image.points2D]), keypoints[k], atol=1e-12)
+    lengths = [back.points3D[int(i)].track.length() for i in ids]
+    assert lengths == [3, 2, 1]
+    np.testing.assert_allclose(np.array([back.points3D[int(i)].xyz for i in ids]), xyz, atol=1e-12)
+    assert back.images[3].points2D[3].point3D_id == ids[2]
 
 
-@pytest.mark.parametrize("binary", [True, False])
-@pytest.mark.parametrize("track_lengths", [(2, 1), (1, 1, 1), ()])
-def test_model_round_trip(tmp_path, binary, track_lengths):
-    cameras, images, points = _model_with_tracks(track_lengths)
-    colmap_io.write_model(tmp_path, cameras, images, points, binary=binary)
-    cams2, ims2, pts2 = colmap_io.read_model(tmp_path)
-    assert cams2.keys() == cameras.keys() and ims2.keys() == images.keys()
-    for k, c in cameras.items():
-        assert (cams2[k].model, cams2[k].width, cams2[k].height) == (c.model, c.width, c.height)
-        np.testing.assert_array_equal(cams2[k].params, c.params)
-    for k, im in images.items():
-        assert ims2[k].name == im.name and ims2[k].camera_id == im.camera_id
-        for field in ("qvec", "tvec", "xys", "point3d_ids"):
-            np.testing.assert_array_equal(getattr(ims2[k], field), getattr(im, field))
-    for field in ("ids", "xyz", "rgb", "errors", "track_lengths", "track_image_ids", "track_point2d_idxs"):
-        np.testing.assert_array_equal(getattr(pts2, field), getattr(points, field), err_msg=field)
+def test_text_format_refuses_names_with_spaces():
+    rec = colmap_io.new_reconstruction(_cameras(1, np.random.default_rng(0)), _intrinsics(1), [(30, 40)], ["a b.png"])
+    with pytest.raises(ValueError, match="whitespace"):
+        colmap_io.model_files(rec, "txt")
+    assert "images.bin" in colmap_io.model_files(rec, "bin")
 
 
-def test_text_model_is_colmaps_layout():
-    """What the exporter's users see: COLMAP's header comments, an error of -1 written as COLMAP writes it."""
-    cameras, images, points = _model_with_tracks((1, 1, 1))
-    files = colmap_io.model_files(cameras, images, points, binary=False)
-    header = files["points3D.txt"].decode().splitlines()[2]
-    assert header == "# Number of points: 3, mean track length: 1"
-    assert files["points3D.txt"].decode().splitlines()[-1].split()[7] == "-1"
-    assert "mean observations per image: 3.0" in files["images.txt"].decode()
+def test_shared_camera_and_models():
+    rng = np.random.default_rng(1)
+    intrinsics = _intrinsics(2)
+    intrinsics[1, 0, 0] = 52.0
+    for model, count in (("SIMPLE_PINHOLE", 3), ("PINHOLE", 4), ("SIMPLE_RADIAL", 4)):
+        rec = colmap_io.new_reconstruction(
+            _cameras(2, rng), intrinsics, np.full((2, 2), (30, 40)), ["a", "b"], camera_model=model, shared_camera=True
+        )
+        assert rec.num_cameras() == 1 and {im.camera_id for im in rec.images.values()} == {1}
+        camera = rec.cameras[1]
+        assert camera.model_name == model and len(camera.params) == count
+    # The shared focal lengths are the mean over frames: fx (50, 52) -> 51, fy 51.
+    np.testing.assert_allclose(camera.params[0], 51.0)
+    with pytest.raises(ValueError, match="one size"):
+        colmap_io.new_reconstruction(_cameras(2, rng), intrinsics, [(30, 40), (40, 30)], ["a", "b"], shared_camera=True)
+    with pytest.raises(ValueError, match="OPENCV"):
+        colmap_io.colmap_camera(1, intrinsics[0], 40, 30, model="OPENCV")
 
 
 def test_dense_array_round_trip(tmp_path):
@@ -80,22 +88,33 @@ def test_dense_array_round_trip(tmp_path):
 
 def test_pixel_convention_shift():
     """COLMAP's principal point is 0.5 px larger than ours (its top-left pixel centre is (0.5, 0.5))."""
-    cam = colmap_io.Camera(1, "SIMPLE_PINHOLE", 40, 30, np.array([50.0, 20.0, 15.0]))
+    cam = pycolmap.Camera(model="SIMPLE_PINHOLE", width=40, height=30, params=[50.0, 20.0, 15.0], camera_id=1)
     np.testing.assert_array_equal(colmap_io.camera_intrinsic(cam)[:2, 2], [19.5, 14.5])
+    opencv = dict(model="OPENCV", width=40, height=30, camera_id=1)
     with pytest.raises(ValueError, match="undistort"):
-        colmap_io.camera_intrinsic(colmap_io.Camera(1, "OPENCV", 40, 30, np.array([50, 50, 20, 15, 0.1, 0, 0, 0.0])))
-    k = colmap_io.camera_intrinsic(colmap_io.Camera(1, "OPENCV", 40, 30, np.array([50, 51, 20, 15, 0, 0, 0, 0.0])))
+        colmap_io.camera_intrinsic(pycolmap.Camera(**opencv, params=[50, 50, 20, 15, 0.1, 0, 0, 0.0]))
+    fisheye = pycolmap.Camera(
+        model="OPENCV_FISHEYE", width=40, height=30, camera_id=1, params=[50, 50, 20, 15, 0, 0, 0, 0]
+    )
+    with pytest.raises(ValueError, match="not a pinhole"):
+        colmap_io.camera_intrinsic(fisheye)
+    k = colmap_io.camera_intrinsic(pycolmap.Camera(**opencv, params=[50, 51, 20, 15, 0, 0, 0, 0.0]))
     np.testing.assert_array_equal(np.diag(k), [50, 51, 1])
-    pinhole = colmap_io.pinhole_camera(3, k, 40, 30)
-    assert (pinhole.model, pinhole.width, pinhole.height) == ("PINHOLE", 40, 30)
+    pinhole = colmap_io.colmap_camera(3, k, 40, 30)
+    assert (pinhole.model_name, pinhole.width, pinhole.height, pinhole.camera_id) == ("PINHOLE", 40, 30, 3)
     np.testing.assert_array_equal(pinhole.params, [50, 51, 20, 15])
     np.testing.assert_array_equal(colmap_io.camera_intrinsic(pinhole), k)
 
 
 def test_pose_round_trip():
-    """COLMAP's WXYZ quaternion and our extrinsic describe the same camera-from-world pose."""
+    """COLMAP's cam_from_world and our extrinsic are the same camera-from-world pose; projections agree up to the
+    half-pixel shift."""
     rng = np.random.default_rng(1)
-    extrinsic = np.concatenate([quat_to_mat(rng.normal(size=4)), rng.normal(size=(3, 1))], axis=1)
-    image = colmap_io.image_entry(5, 2, "a.png", extrinsic)
-    assert image.qvec[0] >= 0 and (image.xys.shape, image.point3d_ids.shape) == ((0, 2), (0,))
-    np.testing.assert_allclose(colmap_io.image_extrinsic(image), extrinsic, atol=1e-15)
+    extrinsic = _cameras(1, rng)
+    rec = colmap_io.new_reconstruction(extrinsic, _intrinsics(1), [(30, 40)], ["a.png"])
+    image = rec.images[1]
+    np.testing.assert_allclose(colmap_io.image_extrinsic(image), extrinsic[0], atol=1e-15)
+    point = -extrinsic[0, :, :3].T @ extrinsic[0, :, 3] + 3.0 * extrinsic[0, 2, :3]  # 3 units in front
+    cam = extrinsic[0, :, :3] @ point + extrinsic[0, :, 3]
+    ours = (_intrinsics(1)[0] @ cam)[:2] / cam[2]
+    np.testing.assert_allclose(image.project_point(point), colmap_io.to_colmap_pixels(ours), atol=1e-9)

@@ -30,7 +30,8 @@ def expected_colmap_xy(export_scene, points):
 @pytest.mark.parametrize("fmt", ["bin", "txt"])
 @pytest.mark.parametrize("with_pixels", [True, False])
 def test_colmap_model_reprojects_onto_source_pixels(tmp_path, export_scene, points, fmt, with_pixels):
-    pycolmap = pytest.importorskip("pycolmap")
+    import pycolmap
+
     written = write_colmap(
         tmp_path,
         points,
@@ -41,7 +42,9 @@ def test_colmap_model_reprojects_onto_source_pixels(tmp_path, export_scene, poin
         pixels_xy=export_scene.pixels_xy if with_pixels else None,
         fmt=fmt,
     )
-    assert sorted(p.name for p in written) == sorted(f"{n}.{fmt}" for n in ("cameras", "images", "points3D"))
+    assert sorted(p.name for p in written) == sorted(
+        f"{n}.{fmt}" for n in ("cameras", "images", "points3D", "rigs", "frames")
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)  # no temp files left
 
     model = pycolmap.Reconstruction(str(tmp_path))

@@ -1,385 +1,192 @@
-"""COLMAP's file formats: the sparse model (cameras, images, points3D; ``.bin`` or ``.txt``) and dense arrays.
+"""COLMAP models through pycolmap (COLMAP's own bindings), and COLMAP's dense array format.
 
-Written with numpy from the format's specification (https://colmap.github.io/format.html, COLMAP's
-``reconstruction_io``), so neither reading nor writing needs pycolmap; COLMAP >= 3.12 and pycolmap read what is
-written here as a legacy model (no ``rigs``/``frames`` files: one trivial rig per camera). The training data readers
-(``vggt_jax.data.readers.colmap``) and the inference exporter (``vggt_jax.inference.exports.colmap``) both use it.
+pycolmap reads and writes the sparse model (``.bin`` or ``.txt``; legacy models without ``rigs``/``frames`` files
+read as one trivial rig per camera) and runs bundle adjustment (``vggt_jax.reconstruct``). This module holds the
+conversions between its objects and this project's conventions (``vggt_jax.geometry.cameras``), the one place
+where they are written down:
 
-Conventions, and the conversions to this project's (``vggt_jax.geometry.cameras``):
-
-* an image's pose (``qvec``, ``tvec``) is camera-from-world with OpenCV axes, as our extrinsics; ``qvec`` is WXYZ
-  (scalar first) where this project's quaternions are XYZW: ``image_extrinsic`` / ``image_entry`` convert.
+* an image's ``cam_from_world`` is camera-from-world with OpenCV axes, as our extrinsics (``image_extrinsic``,
+  ``rigid``);
 * COLMAP puts the centre of pixel (row i, col j) at ``(j + 0.5, i + 0.5)``, this project at ``(j, i)``: the principal
-  point moves by -0.5 px into our intrinsics (``camera_intrinsic``) and by +0.5 px out (``pinhole_camera``); 2D
-  observations (``ImageEntry.xys``) are stored in COLMAP's convention.
-* dense arrays (``stereo/depth_maps/*.bin``) hold camera z for depth maps.
+  point moves by -0.5 px into our intrinsics (``camera_intrinsic``) and by +0.5 px out (``colmap_camera``); 2D
+  observations (``Point2D.xy``) are in COLMAP's convention (``to_colmap_pixels``);
+* dense arrays (``stereo/depth_maps/*.bin``, camera z) have no pycolmap reader: ``read_array`` / ``write_array``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import struct
+import os
+import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import pycolmap
 
 from vggt_jax.geometry.cameras import intrinsics_to_corner_convention
-from vggt_jax.geometry.rotation import mat_to_quat, quat_to_mat, quat_wxyz_to_xyzw, quat_xyzw_to_wxyz
 
-# model id -> (name, number of params)
-CAMERA_MODELS = {
-    0: ("SIMPLE_PINHOLE", 3),
-    1: ("PINHOLE", 4),
-    2: ("SIMPLE_RADIAL", 4),
-    3: ("RADIAL", 5),
-    4: ("OPENCV", 8),
-    5: ("OPENCV_FISHEYE", 8),
-    6: ("FULL_OPENCV", 12),
-    7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4),
-    9: ("RADIAL_FISHEYE", 5),
-    10: ("THIN_PRISM_FISHEYE", 12),
-    11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
-}
-MODEL_IDS = {name: (mid, n) for mid, (name, n) in CAMERA_MODELS.items()}
-_SINGLE_FOCAL = {"SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"}
-_POINT2D = np.dtype([("xy", "<f8", 2), ("point3d_id", "<i8")])  # -1 (no 3D point) is COLMAP's 2^64 - 1
-_POINT3D = [("id", "<u8"), ("xyz", "<f8", 3), ("rgb", "u1", 3), ("error", "<f8"), ("track_length", "<u8")]
-
-
-@dataclasses.dataclass
-class Camera:
-    id: int
-    model: str
-    width: int
-    height: int
-    params: np.ndarray
-
-
-@dataclasses.dataclass
-class ImageEntry:
-    id: int
-    qvec: np.ndarray  # [4] WXYZ, camera-from-world
-    tvec: np.ndarray  # [3]
-    camera_id: int
-    name: str
-    xys: np.ndarray  # [N, 2] keypoints, COLMAP's pixel convention
-    point3d_ids: np.ndarray  # [N] int, -1 = no 3D point
-
-
-@dataclasses.dataclass
-class Points3D:
-    """``P`` points as columns (exports hold millions): ``ids [P]``, ``xyz [P, 3]`` float64, ``rgb [P, 3]`` uint8,
-    ``errors [P]`` float64 (-1: not computed), ``track_lengths [P]``; the tracks one after another in
-    ``track_image_ids [T]`` and ``track_point2d_idxs [T]`` (``T = sum(track_lengths)``)."""
-
-    ids: np.ndarray
-    xyz: np.ndarray
-    rgb: np.ndarray
-    errors: np.ndarray
-    track_lengths: np.ndarray
-    track_image_ids: np.ndarray
-    track_point2d_idxs: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def empty(cls) -> Points3D:
-        ints = np.zeros(0, np.int64)
-        return cls(ints, np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0), ints, ints, ints)
+# The camera models whose parameters are a focal length (or two), a principal point and radial terms that this
+# project can hold as a pinhole with zero distortion, or bundle-adjust (``vggt_jax.reconstruct``).
+PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL")
+# Models that are a pinhole camera when their distortion parameters are 0 (fisheye models are not).
+_PINHOLE_WHEN_UNDISTORTED = frozenset(PINHOLE_MODELS + ("RADIAL", "OPENCV", "FULL_OPENCV"))
 
 
 # ------------------------------------------------------------------------------------------------------ conversions
-def camera_intrinsic(camera: Camera) -> np.ndarray:
-    """``[3, 3]`` intrinsics in this project's pixel convention; raises ValueError for a distortion != 0."""
-    p = camera.params
-    if camera.model in _SINGLE_FOCAL:
-        fx = fy = p[0]
-        cx, cy, rest = p[1], p[2], p[3:]
-    else:
-        fx, fy, cx, cy, rest = p[0], p[1], p[2], p[3], p[4:]
-    if np.any(rest != 0):
+def to_colmap_pixels(xy: np.ndarray) -> np.ndarray:
+    """Pixel positions ``[..., 2]`` on this project's grid -> COLMAP's (centres at +0.5)."""
+    return np.asarray(xy, np.float64) + 0.5
+
+
+def camera_parameters(camera: pycolmap.Camera) -> tuple[np.ndarray, np.ndarray]:
+    """``([3, 3] intrinsics in this project's pixel convention, [E] distortion parameters)`` of a camera."""
+    params = np.asarray(camera.params, np.float64)
+    focal = params[list(camera.focal_length_idxs())]
+    fx, fy = (focal[0], focal[0]) if len(focal) == 1 else focal
+    cx, cy = params[list(camera.principal_point_idxs())]
+    extra = params[list(camera.extra_params_idxs())]
+    return np.array([[fx, 0.0, cx - 0.5], [0.0, fy, cy - 0.5], [0.0, 0.0, 1.0]]), extra
+
+
+def camera_intrinsic(camera: pycolmap.Camera) -> np.ndarray:
+    """``[3, 3]`` intrinsics in this project's pixel convention; raises ValueError for a camera that is not a
+    pinhole (a distortion != 0, or a fisheye model)."""
+    intrinsic, extra = camera_parameters(camera)
+    if camera.model_name not in _PINHOLE_WHEN_UNDISTORTED or np.any(extra != 0):
         raise ValueError(
-            f"camera {camera.id} ({camera.model}) has distortion {rest.tolist()}; undistort the images first "
-            "(colmap image_undistorter) to get a PINHOLE model"
+            f"camera {camera.camera_id} ({camera.model_name}) is not a pinhole camera (distortion {extra.tolist()}); "
+            "undistort the images first (colmap image_undistorter) to get a PINHOLE model"
         )
-    return np.array([[fx, 0.0, cx - 0.5], [0.0, fy, cy - 0.5], [0.0, 0.0, 1.0]])
+    return intrinsic
 
 
-def pinhole_camera(camera_id: int, intrinsic: np.ndarray, width: int, height: int) -> Camera:
-    """The PINHOLE camera (``fx fy cx cy``) of a ``[3, 3]`` intrinsic in this project's pixel convention."""
-    params = intrinsics_to_corner_convention(np.asarray(intrinsic, np.float64))[[0, 1, 0, 1], [0, 1, 2, 2]]
-    return Camera(camera_id, "PINHOLE", int(width), int(height), params)
-
-
-def image_extrinsic(image: ImageEntry) -> np.ndarray:
-    """The camera-from-world ``[3, 4]`` extrinsic of an image's pose."""
-    rotation = quat_to_mat(quat_wxyz_to_xyzw(np.asarray(image.qvec, np.float64)))
-    return np.concatenate([rotation, np.asarray(image.tvec, np.float64)[:, None]], axis=1)
-
-
-def image_entry(
-    image_id: int,
+def colmap_camera(
     camera_id: int,
-    name: str,
-    extrinsic: np.ndarray,
-    xys: np.ndarray | None = None,
-    point3d_ids: np.ndarray | None = None,
-) -> ImageEntry:
-    """An image entry from a camera-from-world ``[3, 4]`` extrinsic; keypoints ``xys [N, 2]`` (COLMAP's pixel
-    convention) observing ``point3d_ids [N]``, none by default."""
-    extrinsic = np.asarray(extrinsic, np.float64)
-    qvec = quat_xyzw_to_wxyz(mat_to_quat(extrinsic[:, :3]))
-    xys = np.zeros((0, 2)) if xys is None else xys
-    point3d_ids = np.zeros(0, np.int64) if point3d_ids is None else point3d_ids
-    return ImageEntry(image_id, qvec, extrinsic[:, 3], camera_id, name, xys, point3d_ids)
+    intrinsic: np.ndarray,
+    width: int,
+    height: int,
+    model: str = "PINHOLE",
+    radial: float = 0.0,
+) -> pycolmap.Camera:
+    """The COLMAP camera of a ``[3, 3]`` intrinsic in this project's pixel convention.
+
+    ``model``: PINHOLE (``fx fy cx cy``), SIMPLE_PINHOLE (``f cx cy``, f the mean of fx and fy) or SIMPLE_RADIAL
+    (``f cx cy k``, with ``k = radial``).
+    """
+    k = intrinsics_to_corner_convention(np.asarray(intrinsic, np.float64))
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    if model == "PINHOLE":
+        params = [fx, fy, cx, cy]
+    elif model == "SIMPLE_PINHOLE":
+        params = [(fx + fy) / 2, cx, cy]
+    elif model == "SIMPLE_RADIAL":
+        params = [(fx + fy) / 2, cx, cy, radial]
+    else:
+        raise ValueError(f"camera model {model!r} is not one of {', '.join(PINHOLE_MODELS)}")
+    return pycolmap.Camera(model=model, width=int(width), height=int(height), params=params, camera_id=int(camera_id))
+
+
+def rigid(extrinsic: np.ndarray) -> pycolmap.Rigid3d:
+    """A camera-from-world ``[3, 4]`` extrinsic as COLMAP's ``cam_from_world``."""
+    return pycolmap.Rigid3d(np.asarray(extrinsic, np.float64))
+
+
+def image_extrinsic(image: pycolmap.Image) -> np.ndarray:
+    """The camera-from-world ``[3, 4]`` extrinsic of a registered image."""
+    return np.asarray(image.cam_from_world().matrix(), np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------- sparse model
-def read_model(path: str | Path) -> tuple[dict[int, Camera], dict[int, ImageEntry], Points3D]:
-    """``({id: Camera}, {id: ImageEntry}, Points3D)`` from a folder with cameras/images/points3D ``.bin`` or
-    ``.txt`` (a missing points3D file reads as no points)."""
-    path = Path(path)
-    for ext, (read_cameras, read_images, read_points) in _READERS.items():
-        if (path / f"cameras.{ext}").exists():
-            points_file = path / f"points3D.{ext}"
-            points = read_points(points_file) if points_file.exists() else Points3D.empty()
-            return read_cameras(path / f"cameras.{ext}"), read_images(path / f"images.{ext}"), points
-    raise FileNotFoundError(f"no COLMAP model (cameras.bin or cameras.txt) in {path}")
-
-
-def model_files(
-    cameras: dict[int, Camera], images: dict[int, ImageEntry], points: Points3D, binary: bool = True
-) -> dict[str, bytes]:
-    """The three files of a model as ``{name: bytes}`` (``.bin`` if ``binary``, else ``.txt``), in dict order."""
-    ext = "bin" if binary else "txt"
-    write_cameras, write_images, write_points = _WRITERS[ext]
-    return {
-        f"cameras.{ext}": write_cameras(cameras),
-        f"images.{ext}": write_images(images),
-        f"points3D.{ext}": write_points(points),
-    }
-
-
-def write_model(
-    path: str | Path, cameras: dict[int, Camera], images: dict[int, ImageEntry], points: Points3D, binary: bool = True
-) -> None:
-    """Write a model (``model_files``) into the folder ``path``, created if needed."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    for name, content in model_files(cameras, images, points, binary).items():
-        (path / name).write_bytes(content)
-
-
-def _read(f, fmt: str):
-    return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
-
-
-def _read_cameras_bin(path: Path) -> dict[int, Camera]:
-    cameras = {}
-    with open(path, "rb") as f:
-        for _ in range(_read(f, "Q")[0]):
-            cam_id, model_id, width, height = _read(f, "iiQQ")
-            name, n = CAMERA_MODELS[model_id]
-            cameras[cam_id] = Camera(cam_id, name, width, height, np.array(_read(f, "d" * n)))
-    return cameras
-
-
-def _read_images_bin(path: Path) -> dict[int, ImageEntry]:
-    images = {}
-    with open(path, "rb") as f:
-        for _ in range(_read(f, "Q")[0]):
-            values = _read(f, "idddddddi")
-            name = b""
-            while (char := f.read(1)) != b"\x00":
-                name += char
-            (n,) = _read(f, "Q")
-            pts = np.frombuffer(f.read(_POINT2D.itemsize * n), dtype=_POINT2D)
-            images[values[0]] = ImageEntry(
-                values[0],
-                np.array(values[1:5]),
-                np.array(values[5:8]),
-                values[8],
-                name.decode("utf-8"),
-                pts["xy"].copy(),
-                pts["point3d_id"].copy(),
-            )
-    return images
-
-
-def _read_points_bin(path: Path) -> Points3D:
-    rows, tracks = [], []
-    with open(path, "rb") as f:
-        for _ in range(_read(f, "Q")[0]):
-            rows.append(_read(f, "QdddBBBdQ"))
-            tracks.append(np.frombuffer(f.read(8 * rows[-1][-1]), dtype="<i4").reshape(-1, 2))
-    return _points_from_rows(rows, tracks)
-
-
-def _points_from_rows(rows: list[tuple], tracks: list[np.ndarray]) -> Points3D:
-    """Rows ``(id, x, y, z, r, g, b, error, track_length)`` and each row's track ``[n, 2]`` (image id, point2D idx)."""
-    if not rows:
-        return Points3D.empty()
-    table = np.array(rows, dtype=np.float64)
-    track = np.concatenate(tracks).astype(np.int64)
-    return Points3D(
-        np.array([r[0] for r in rows], np.int64),  # not through float64: ids are 64-bit
-        table[:, 1:4],
-        table[:, 4:7].astype(np.uint8),
-        table[:, 7],
-        table[:, 8].astype(np.int64),
-        track[:, 0],
-        track[:, 1],
-    )
-
-
-def _cameras_bin(cameras: dict[int, Camera]) -> bytes:
-    out = [struct.pack("<Q", len(cameras))]
-    for cam in cameras.values():
-        out.append(struct.pack("<iiQQ", cam.id, MODEL_IDS[cam.model][0], cam.width, cam.height))
-        out.append(np.asarray(cam.params, "<f8").tobytes())
-    return b"".join(out)
-
-
-def _images_bin(images: dict[int, ImageEntry]) -> bytes:
-    out = [struct.pack("<Q", len(images))]
-    for im in images.values():
-        out.append(struct.pack("<idddddddi", im.id, *im.qvec, *im.tvec, im.camera_id))
-        out.append(im.name.encode("utf-8") + b"\x00")
-        pts = np.empty(len(im.xys), _POINT2D)
-        pts["xy"], pts["point3d_id"] = im.xys, im.point3d_ids
-        out += [struct.pack("<Q", len(pts)), pts.tobytes()]
-    return b"".join(out)
-
-
-def _points_bin(points: Points3D) -> bytes:
-    lengths = np.asarray(points.track_lengths)
-    track = np.stack([points.track_image_ids, points.track_point2d_idxs], axis=-1).astype("<i4")
-    # One track length for all (an export: millions of points, length 1) makes one fixed-size record per point.
-    uniform = int(lengths[0]) if len(lengths) and (lengths == lengths[0]).all() else 0
-    table = np.empty(len(points), np.dtype(_POINT3D + ([("track", "<i4", (uniform, 2))] if uniform else [])))
-    table["id"], table["xyz"], table["rgb"] = points.ids, points.xyz, points.rgb
-    table["error"], table["track_length"] = points.errors, lengths
-    count = struct.pack("<Q", len(points))
-    if uniform:
-        table["track"] = track.reshape(-1, uniform, 2)
-        return count + table.tobytes()
-    ends = np.cumsum(lengths)
-    return count + b"".join(
-        row.tobytes() + track[end - n : end].tobytes() for row, n, end in zip(table, lengths, ends, strict=True)
-    )
-
-
-# ------------------------------------------------------------------------------------------------------ text format
-def _data_lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _read_cameras_txt(path: Path) -> dict[int, Camera]:
-    cameras = {}
-    for line in _data_lines(path):
-        e = line.split()
-        cameras[int(e[0])] = Camera(int(e[0]), e[1], int(e[2]), int(e[3]), np.array([float(x) for x in e[4:]]))
-    return cameras
-
-
-def _read_images_txt(path: Path) -> dict[int, ImageEntry]:
-    images = {}
-    # Two lines per image; the keypoint line may be empty, so blank lines cannot simply be dropped.
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for head, points in zip(lines[0::2], lines[1::2] + [""] * (len(lines) % 2), strict=True):
-        e = head.split()
-        p = np.array(points.split(), dtype=np.float64).reshape(-1, 3)
-        images[int(e[0])] = ImageEntry(
-            int(e[0]),
-            np.array(e[1:5], np.float64),
-            np.array(e[5:8], np.float64),
-            int(e[8]),
-            " ".join(e[9:]),
-            p[:, :2],
-            p[:, 2].astype(np.int64),
+def new_reconstruction(
+    extrinsics: np.ndarray,
+    intrinsics: np.ndarray,
+    image_sizes_hw: np.ndarray,
+    names: list[str],
+    *,
+    keypoints: list[np.ndarray] | None = None,
+    camera_model: str = "PINHOLE",
+    shared_camera: bool = False,
+    radial: np.ndarray | None = None,
+) -> pycolmap.Reconstruction:
+    """A reconstruction of registered images and no points: image ``k + 1`` named ``names[k]`` at
+    ``extrinsics [S, 3, 4]`` with ``intrinsics [S, 3, 3]`` (this project's pixel grid, image size
+    ``image_sizes_hw [S, 2]``); ``keypoints``: per image ``[N_k, 2]`` 2D points in COLMAP's pixel convention
+    (observations are added with the points). ``shared_camera``: one camera (frame 0's, focal lengths averaged
+    over frames) for every image, all of one size. ``radial [S]``: SIMPLE_RADIAL's coefficient per frame (0)."""
+    count = len(extrinsics)
+    sizes = np.asarray(image_sizes_hw, np.int64)
+    if shared_camera and len({tuple(s) for s in sizes}) > 1:
+        raise ValueError(
+            "shared_camera needs images of one size; these differ: " + str(sorted({tuple(s) for s in sizes}))
         )
-    return images
+    rec = pycolmap.Reconstruction()
+    if shared_camera:
+        shared = np.array(intrinsics[0], np.float64)
+        shared[0, 0], shared[1, 1] = np.mean(intrinsics[:, 0, 0]), np.mean(intrinsics[:, 1, 1])
+        k0 = 0.0 if radial is None else float(radial[0])
+        rec.add_camera_with_trivial_rig(colmap_camera(1, shared, sizes[0, 1], sizes[0, 0], camera_model, k0))
+    for k in range(count):
+        camera_id = 1 if shared_camera else k + 1
+        if not shared_camera:
+            k1 = 0.0 if radial is None else float(radial[k])
+            rec.add_camera_with_trivial_rig(
+                colmap_camera(camera_id, intrinsics[k], sizes[k, 1], sizes[k, 0], camera_model, k1)
+            )
+        xy = np.zeros((0, 2)) if keypoints is None else np.asarray(keypoints[k], np.float64).reshape(-1, 2)
+        image = pycolmap.Image(name=names[k], keypoints=xy, camera_id=camera_id, image_id=k + 1)
+        rec.add_image_with_trivial_frame(image, rigid(extrinsics[k]))
+    return rec
 
 
-def _read_points_txt(path: Path) -> Points3D:
-    rows, tracks = [], []
-    for line in _data_lines(path):
-        e = line.split()
-        track = np.array(e[8:], dtype=np.int64).reshape(-1, 2)
-        rows.append((int(e[0]), *(float(x) for x in e[1:4]), *(int(x) for x in e[4:7]), float(e[7]), len(track)))
-        tracks.append(track)
-    return _points_from_rows(rows, tracks)
+def add_points(
+    rec: pycolmap.Reconstruction,
+    xyz: np.ndarray,
+    rgb: np.ndarray,
+    image_ids: np.ndarray,
+    point2d_idxs: np.ndarray,
+    track_starts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Add ``P`` points ``xyz [P, 3]``, ``rgb [P, 3]`` uint8 observed at ``(image_ids, point2d_idxs) [T]`` (keypoint
+    indices of ``new_reconstruction``'s ``keypoints``); point ``p``'s observations are entries
+    ``track_starts[p]:track_starts[p + 1]`` (default: one each). Returns the new point ids ``[P]``."""
+    count = len(xyz)
+    starts = np.arange(count + 1) if track_starts is None else np.asarray(track_starts)
+    ids = np.empty(count, np.int64)
+    xyz, rgb = np.asarray(xyz, np.float64), np.asarray(rgb, np.uint8)
+    image_ids, point2d_idxs = np.asarray(image_ids).tolist(), np.asarray(point2d_idxs).tolist()
+    for p in range(count):
+        track = pycolmap.Track()
+        for t in range(starts[p], starts[p + 1]):
+            track.add_element(image_ids[t], point2d_idxs[t])
+        ids[p] = rec.add_point3D(xyz[p], track, rgb[p])
+    return ids
 
 
-def _num(value) -> str:
-    """Shortest round-trip form: the text model is as exact as the binary one."""
-    return repr(float(value))
+def read_model(path: str | os.PathLike) -> pycolmap.Reconstruction:
+    """The model in the folder ``path`` (``.bin`` or ``.txt``); raises FileNotFoundError or ValueError naming it."""
+    path = Path(path)
+    if not any((path / f"cameras.{ext}").exists() for ext in ("bin", "txt")):
+        raise FileNotFoundError(f"no COLMAP model (cameras.bin or cameras.txt) in {path}")
+    try:
+        return pycolmap.Reconstruction(str(path))
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"cannot read the COLMAP model in {path}: {e}") from None
 
 
-def _short(value) -> str:
-    """As ``_num``, but whole numbers without ``.0`` (``-1`` for an error not computed, as COLMAP writes it)."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
+def check_text_names(names: list[str]) -> None:
+    """COLMAP's text format splits lines on whitespace, so an image name with a space cannot be read back."""
+    spaced = [n for n in names if any(c.isspace() for c in n)]
+    if spaced:
+        raise ValueError(f"COLMAP's text format splits on whitespace: rename {spaced} or use the binary format")
 
 
-def _encode(lines: list[str]) -> bytes:
-    return ("\n".join(lines) + "\n").encode("utf-8")
-
-
-def _cameras_txt(cameras: dict[int, Camera]) -> bytes:
-    lines = [
-        "# Camera list with one line of data per camera:",
-        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
-        f"# Number of cameras: {len(cameras)}",
-    ]
-    for c in cameras.values():
-        lines.append(f"{c.id} {c.model} {c.width} {c.height} " + " ".join(_num(p) for p in c.params))
-    return _encode(lines)
-
-
-def _images_txt(images: dict[int, ImageEntry]) -> bytes:
-    observations = sum(len(im.xys) for im in images.values())
-    lines = [
-        "# Image list with two lines of data per image:",
-        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
-        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
-        f"# Number of images: {len(images)}, mean observations per image: {observations / max(len(images), 1)}",
-    ]
-    for im in images.values():
-        pose = " ".join(_num(v) for v in (*im.qvec, *im.tvec))
-        lines.append(f"{im.id} {pose} {im.camera_id} {im.name}")
-        xys, ids = np.asarray(im.xys).tolist(), np.asarray(im.point3d_ids).tolist()
-        lines.append(" ".join(f"{_num(x)} {_num(y)} {i}" for (x, y), i in zip(xys, ids, strict=True)))
-    return _encode(lines)
-
-
-def _points_txt(points: Points3D) -> bytes:
-    lengths = np.asarray(points.track_lengths).tolist()
-    mean_track = sum(lengths) / len(lengths) if lengths else 0
-    lines = [
-        "# 3D point list with one line of data per point:",
-        "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
-        f"# Number of points: {len(points)}, mean track length: {_short(mean_track)}",
-    ]
-    track = np.stack([points.track_image_ids, points.track_point2d_idxs], axis=-1).tolist()
-    columns = (points.ids.tolist(), points.xyz.tolist(), points.rgb.tolist(), points.errors.tolist(), lengths)
-    start = 0
-    for i, (x, y, z), (r, g, b), error, n in zip(*columns, strict=True):
-        observed = " ".join(f"{image_id} {idx}" for image_id, idx in track[start : start + n])
-        start += n
-        lines.append(f"{i} {_num(x)} {_num(y)} {_num(z)} {r} {g} {b} {_short(error)} {observed}".rstrip())
-    return _encode(lines)
-
-
-_READERS = {
-    "bin": (_read_cameras_bin, _read_images_bin, _read_points_bin),
-    "txt": (_read_cameras_txt, _read_images_txt, _read_points_txt),
-}
-_WRITERS = {"bin": (_cameras_bin, _images_bin, _points_bin), "txt": (_cameras_txt, _images_txt, _points_txt)}
+def model_files(rec: pycolmap.Reconstruction, fmt: Literal["bin", "txt"] = "bin") -> dict[str, bytes]:
+    """The model's files (cameras, images, points3D, rigs, frames) as ``{name: bytes}``, written by COLMAP."""
+    if fmt == "txt":
+        check_text_names([im.name for im in rec.images.values()])
+    with tempfile.TemporaryDirectory(prefix="vggt_colmap_") as tmp:
+        (rec.write_binary if fmt == "bin" else rec.write_text)(tmp)
+        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())}
 
 
 # ------------------------------------------------------------------------------------------------------ dense arrays

@@ -6,29 +6,20 @@ Expected folder layout (that of ``colmap image_undistorter`` output, or a plain 
     scene/sparse/0/{cameras,images,points3D}.{bin,txt}    or scene/sparse/...
     scene/stereo/depth_maps/<NAME>.geometric.bin          optional dense depth (COLMAP's float32 array format)
 
-The files are read and written by ``vggt_jax.geometry.colmap_io``, which also converts COLMAP's cameras and poses to
-this project's extrinsics and intrinsics (pixel centres move by 0.5 px). Only pinhole-equivalent cameras are usable
-for training: a model with non-zero distortion is bad data (undistort with ``colmap image_undistorter`` first).
+The model is read and written by pycolmap through ``vggt_jax.geometry.colmap_io``, which also converts COLMAP's
+cameras and poses to this project's extrinsics and intrinsics (pixel centres move by 0.5 px). Only pinhole-equivalent
+cameras are usable for training: a model with non-zero distortion is bad data (undistort with ``colmap
+image_undistorter`` first).
 """
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from vggt_jax.data.sources import DataError, FrameRecord, SceneRecord, report
-from vggt_jax.geometry.colmap_io import (
-    Points3D,
-    camera_intrinsic,
-    image_entry,
-    image_extrinsic,
-    pinhole_camera,
-    read_model,
-    write_array,
-    write_model,
-)
+from vggt_jax.geometry import colmap_io
 
 
 def find_model_dir(folder: Path) -> Path:
@@ -58,19 +49,19 @@ def load_colmap_scene(
     folder = Path(folder)
     name = name or folder.name
     try:
-        cameras, images, _ = read_model(find_model_dir(folder))
-    except (FileNotFoundError, ValueError, struct.error, KeyError) as e:
+        model = colmap_io.read_model(find_model_dir(folder))
+    except (FileNotFoundError, ValueError) as e:
         raise DataError(name, None, f"cannot read the COLMAP model ({e})") from None
     depth_dir = folder / "stereo" / "depth_maps"
     has_depth = depth_dir.is_dir()
     frames = []
-    for im in sorted(images.values(), key=lambda im: im.name):
+    for im in sorted(model.images.values(), key=lambda im: im.name):
         try:
-            if im.camera_id not in cameras:
-                raise DataError(name, im.name, f"camera {im.camera_id} is not in the model's cameras")
-            cam = cameras[im.camera_id]
+            if not im.has_pose:
+                raise DataError(name, im.name, "the image is not registered (no pose in the model)")
+            cam = model.cameras[im.camera_id]
             try:
-                intrinsic = camera_intrinsic(cam)
+                intrinsic = colmap_io.camera_intrinsic(cam)
             except ValueError as e:
                 raise DataError(name, im.name, str(e)) from None
             image_path = folder / "images" / im.name
@@ -90,7 +81,7 @@ def load_colmap_scene(
             FrameRecord(
                 name=im.name,
                 image_path=str(image_path),
-                extrinsic=image_extrinsic(im),
+                extrinsic=colmap_io.image_extrinsic(im),
                 intrinsic=intrinsic,
                 depth_path=str(depth_path) if has_depth else None,
                 depth_format="colmap_bin" if has_depth else None,
@@ -111,13 +102,15 @@ def write_colmap_scene(
 
     folder = Path(folder)
     names = names or [f"frame{i:04d}.png" for i in range(len(images))]
-    cameras, entries = {}, {}
-    for i, (img, ext, intr, name) in enumerate(zip(images, extrinsics, intrinsics, names, strict=True)):
+    for i, (img, name) in enumerate(zip(images, names, strict=True)):
         path = folder / "images" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.asarray(img)).save(path)
-        cameras[i + 1] = pinhole_camera(i + 1, intr, img.shape[1], img.shape[0])
-        entries[i + 1] = image_entry(i + 1, i + 1, name, ext)
         if depths is not None:
-            write_array(folder / "stereo" / "depth_maps" / f"{name}.geometric.bin", depths[i])
-    write_model(folder / "sparse" / "0", cameras, entries, Points3D.empty(), binary=binary)
+            colmap_io.write_array(folder / "stereo" / "depth_maps" / f"{name}.geometric.bin", depths[i])
+    sizes = np.array([img.shape[:2] for img in images])
+    rec = colmap_io.new_reconstruction(np.asarray(extrinsics), np.asarray(intrinsics), sizes, list(names))
+    model_dir = folder / "sparse" / "0"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for file_name, content in colmap_io.model_files(rec, "bin" if binary else "txt").items():
+        (model_dir / file_name).write_bytes(content)

@@ -1,17 +1,15 @@
-"""COLMAP sparse model (``cameras``, ``images``, ``points3D``; ``.bin`` or ``.txt``) in original-image pixels.
-
-The files are written by ``vggt_jax.geometry.colmap_io`` (numpy, no pycolmap needed); COLMAP >= 3.12 and pycolmap
-read them as a legacy model (no ``rigs``/``frames`` files: one trivial rig per camera).
+"""COLMAP sparse model (``cameras``, ``images``, ``points3D``, ``rigs``, ``frames``; ``.bin`` or ``.txt``) in
+original-image pixels, written by pycolmap (``vggt_jax.geometry.colmap_io``).
 
 * One PINHOLE camera per image (``fx fy cx cy``), sized like the original image.
 * Pixel grid: COLMAP puts the centre of pixel (row i, col j) at ``(j + 0.5, i + 0.5)``; VGGT at ``(j, i)``. The
   principal point and every 2D observation are shifted by +0.5 here, so the model is exact in COLMAP's convention
   (upstream's demo skips the shift, a half-pixel error).
-* ``images``: ``cam_from_world`` = the extrinsics (quaternion WXYZ, translation).
+* ``images``: ``cam_from_world`` = the extrinsics.
 * ``points3D``: the selected points, ids from 1, each observed once, in the frame it was predicted from, at the
-  pixel it came from (``pixels_xy``) or, without it, where the camera projects it; error -1 (not computed, COLMAP's
-  default). This is what upstream's ``batch_np_matrix_to_pycolmap_wo_track`` writes: an initialisation for
-  Gaussian splatting / NeRF pipelines, not a bundle-adjusted model.
+  pixel it came from (``pixels_xy``) or, without it, where the camera projects it. This is what upstream's
+  ``batch_np_matrix_to_pycolmap_wo_track`` writes: an initialisation for Gaussian splatting / NeRF pipelines. The
+  bundle-adjusted model with multi-view tracks is ``vggt_jax.reconstruct`` (``infer.py --ba``).
 """
 
 from __future__ import annotations
@@ -54,33 +52,31 @@ def colmap_model_files(
     pixels_xy: np.ndarray | None = None,
     fmt: Literal["bin", "txt"] = "bin",
 ) -> dict[str, bytes]:
-    """The three files of the model as ``{name: bytes}``; arguments as ``write_colmap``."""
+    """The files of the model as ``{name: bytes}``; arguments as ``write_colmap``."""
     extrinsics, intrinsics, sizes = check_cameras(extrinsics, intrinsics, image_sizes_hw)
     count = len(extrinsics)
     names = check_names(image_names, count)
     if pixels_xy is not None:
         check_array("pixels_xy", pixels_xy, (count, None, None, 2))
-    if fmt == "txt" and any(any(c.isspace() for c in n) for n in names):
-        raise ExportError("COLMAP's text format splits on whitespace: rename images with spaces or use fmt='bin'")
+    if fmt == "txt":
+        try:
+            colmap_io.check_text_names(names)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
     if points.frame.max(initial=0) >= count:
         raise ExportError(f"points refer to frame {points.frame.max()} but there are {count} cameras")
 
     xy = _observations(points, extrinsics, intrinsics, pixels_xy)
-    # Observation index of each point inside its image: points are grouped by frame (select_points' order).
+    # Keypoints grouped by frame (stable, so select_points' order is kept within a frame).
     order = np.argsort(points.frame, kind="stable")
-    starts = np.searchsorted(points.frame[order], np.arange(count))
+    starts = np.searchsorted(points.frame[order], np.arange(count + 1))
+    rec = colmap_io.new_reconstruction(
+        extrinsics, intrinsics, sizes, names, keypoints=[xy[order[starts[k] : starts[k + 1]]] for k in range(count)]
+    )
     point2d_idx = np.empty(len(points), np.int64)
     point2d_idx[order] = np.arange(len(points)) - starts[points.frame[order]]
-    point_ids = np.arange(1, len(points) + 1, dtype=np.uint64)
-    cameras, images = {}, {}
-    for k in range(count):
-        observed = order[starts[k] : starts[k + 1] if k + 1 < count else len(points)]
-        cameras[k + 1] = colmap_io.pinhole_camera(k + 1, intrinsics[k], width=sizes[k, 1], height=sizes[k, 0])
-        images[k + 1] = colmap_io.image_entry(k + 1, k + 1, names[k], extrinsics[k], xy[observed], point_ids[observed])
-    # Each point observed once, in its own frame; error -1: not computed.
-    errors, lengths = np.full(len(points), -1.0), np.ones(len(points), np.int64)
-    model = colmap_io.Points3D(point_ids, points.xyz, points.rgb, errors, lengths, points.frame + 1, point2d_idx)
-    return colmap_io.model_files(cameras, images, model, binary=fmt == "bin")
+    colmap_io.add_points(rec, points.xyz, points.rgb, points.frame + 1, point2d_idx)
+    return colmap_io.model_files(rec, fmt)
 
 
 def write_colmap(
