@@ -26,34 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vggt_jax.geometry import closed_form_inverse_se3, extri_intri_to_pose_encoding, pose_encoding_to_extri_intri
+from vggt_jax.evaluate.metrics import auc
+from vggt_jax.geometry import alignment, extri_intri_to_pose_encoding, pose_encoding_to_extri_intri
 from vggt_jax.train.losses import kth_smallest
-
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def relative_pose_errors(
     pred_extrinsics: jax.Array, gt_extrinsics: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``[B, S, 3, 4]`` camera-from-world each -> (rotation error, translation-direction error) ``[B, S, S]`` in
-    degrees for every ordered pair (i, j), and the ground-truth baseline (relative translation norm) ``[B, S, S]``."""
-
-    def relative(ext):
-        inv = closed_form_inverse_se3(ext, xnp=jnp)  # [B, S, 4, 4] world-from-camera
-        homog = jnp.concatenate(
-            [ext, jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 1.0], ext.dtype), ext.shape[:-2] + (1, 4))], -2
-        )
-        return jnp.einsum("bjkl,bilm->bijkm", homog, inv, precision=_HIGHEST)  # [B, i, j, 4, 4] = E_j E_i^-1
-
-    rel_p, rel_g = relative(pred_extrinsics), relative(gt_extrinsics)
-    r_err = jnp.einsum("bijlk,bijlm->bijkm", rel_p[..., :3, :3], rel_g[..., :3, :3], precision=_HIGHEST)
-    cos = jnp.clip((jnp.trace(r_err, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
-    rot_deg = jnp.degrees(jnp.arccos(cos))
-    tp, tg = rel_p[..., :3, 3], rel_g[..., :3, 3]
-    denom = jnp.linalg.norm(tp, axis=-1) * jnp.linalg.norm(tg, axis=-1)
-    cos_t = jnp.clip(jnp.sum(tp * tg, -1) / jnp.maximum(denom, 1e-12), -1.0, 1.0)
-    t_deg = jnp.degrees(jnp.arccos(cos_t))
-    return rot_deg, jnp.minimum(t_deg, 180.0 - t_deg), jnp.linalg.norm(tg, axis=-1)
+    degrees for every ordered pair (i, j), and the ground-truth baseline ``[B, S, S]`` (``geometry.alignment``)."""
+    return alignment.relative_pose_errors(pred_extrinsics, gt_extrinsics, xnp=jnp)
 
 
 def _masked_median(x: jax.Array, valid: jax.Array) -> jax.Array:
@@ -98,15 +81,6 @@ def batch_metrics(pred: Mapping[str, jax.Array], gt: Mapping[str, jax.Array]) ->
         )
         out["point_err_sum"] = jnp.sum(jnp.where(mask, err, 0), axis=(1, 2, 3))
     return out
-
-
-def auc(max_errors: np.ndarray, max_threshold: int = 30) -> float:
-    """Mean over integer thresholds 1..max_threshold of the fraction of errors below it (PoseDiffusion's
-    ``calculate_auc_np``)."""
-    if len(max_errors) == 0:
-        return float("nan")
-    hist, _ = np.histogram(max_errors, bins=np.arange(max_threshold + 1))
-    return float(np.mean(np.cumsum(hist.astype(np.float64) / len(max_errors))))
 
 
 def _concat(outputs: Sequence[Mapping[str, np.ndarray]], key: str, trailing: int = 0) -> np.ndarray:

@@ -24,9 +24,11 @@ from vggt_jax.inference.exports.predictions import (
 )
 from vggt_jax.inference.exports.preview import preview_bytes, write_preview
 from vggt_jax.inference.exports.tracks import write_tracks
+from vggt_jax.inference.exports.trajectory import TRAJECTORY_FILES, kitti_text, read_tum, tum_text, write_trajectories
 
 __all__ = [
     "PREDICTION_SHAPES",
+    "TRAJECTORY_FILES",
     "ExportError",
     "PointSelection",
     "check_predictions",
@@ -34,12 +36,15 @@ __all__ = [
     "commit_files",
     "encode_depth",
     "glb_bytes",
+    "kitti_text",
     "load_predictions",
     "ply_bytes",
     "preview_bytes",
     "read_depth_png",
+    "read_tum",
     "select_points",
     "transforms_dict",
+    "tum_text",
     "write_colmap",
     "write_depth_maps",
     "write_glb",
@@ -47,5 +52,6 @@ __all__ = [
     "write_predictions",
     "write_preview",
     "write_tracks",
+    "write_trajectories",
     "write_transforms_json",
 ]
