@@ -10,6 +10,7 @@ bucket reuses the compiled program; compiled programs also persist across proces
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from vggt_jax.convert.convert import convert_state_dict
 from vggt_jax.geometry.cameras import depth_to_world_points
 from vggt_jax.geometry.pose_enc import pose_encoding_to_extri_intri
 from vggt_jax.inference.preprocess import ImageMeta
-from vggt_jax.model.vggt import VGGT
+from vggt_jax.model.vggt import VGGT, track_from_tokens
 
 FRAME_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 QUERY_BUCKETS = tuple(2**k for k in range(4, 17))
@@ -69,6 +70,8 @@ class Predictions:
       track, track_list, vis, conf: [S, N, 2], [iterations, S, N, 2], [S, N], [S, N] when queries were given.
       metas: per-image ``ImageMeta`` when the images came from ``preprocess``; then ``intrinsic_original`` [S, 3, 3]
         and ``track_original`` [S, N, 2] are in each original image's pixels.
+      tokens: with ``Predictor(..., keep_track_tokens=True)``, the aggregator tokens the track head reads (on the
+        device), for ``Predictor.track``.
     """
 
     images: np.ndarray
@@ -88,6 +91,7 @@ class Predictions:
     metas: list[ImageMeta] | None = None
     intrinsic_original: np.ndarray | None = None
     track_original: np.ndarray | None = None
+    tokens: TrackTokens | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array field that is set (for ``np.savez``)."""
@@ -96,6 +100,16 @@ class Predictions:
             for f in dataclasses.fields(self)
             if isinstance(getattr(self, f.name), np.ndarray)
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackTokens:
+    """Aggregator tokens of one forward, padded to its frame bucket: ``tokens {layer: [1, S_pad, T, 2C]}``,
+    ``frame_mask [1, S_pad]``, and the model input's ``image_hw``."""
+
+    tokens: dict
+    frame_mask: jax.Array
+    image_hw: tuple[int, int]
 
 
 class Predictor:
@@ -115,7 +129,8 @@ class Predictor:
         self.frame_buckets = tuple(frame_buckets)
         self.query_buckets = tuple(query_buckets)
         self.model = VGGT(config)
-        self._forward = jax.jit(self.model.apply)
+        self._forward = jax.jit(self.model.apply, static_argnames=("track_tokens",))
+        self._track = jax.jit(functools.partial(track_from_tokens, config), static_argnames=("image_hw",))
 
     @classmethod
     def from_checkpoint(
@@ -147,10 +162,13 @@ class Predictor:
         images: np.ndarray,
         query_points: np.ndarray | None = None,
         metas: Sequence[ImageMeta] | None = None,
+        *,
+        keep_track_tokens: bool = False,
     ) -> Predictions:
         """``images``: [S, 3, H, W] float in [0, 1] (``preprocess.load_and_preprocess_images``); ``query_points``:
         [N, 2] pixel (x, y) in frame 0 of ``images``; ``metas``: the preprocessing's ``ImageMeta`` list, to express
-        cameras and tracks in the original images' pixels too."""
+        cameras and tracks in the original images' pixels too. ``keep_track_tokens``: keep the track head's input
+        on the device (``Predictions.tokens``) for ``track``."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [S, 3, H, W], got {images.shape}")
@@ -165,13 +183,47 @@ class Predictor:
         queries = point_mask = None
         if query_points is not None and self.config.track_head is not None:
             query_points = np.asarray(query_points, np.float64).reshape(-1, 2)
-            n = len(query_points)
-            n_pad = bucket(n, self.query_buckets)
-            queries = np.concatenate([query_points, np.repeat(query_points[:1], n_pad - n, axis=0)])[None].astype(dtype)
-            point_mask = (np.arange(n_pad) < n)[None]
-        out = self._forward(self.params, padded[None], queries, frame_mask, point_mask)
+            queries, point_mask = pad_queries(query_points, bucket(len(query_points), self.query_buckets), dtype)
+        keep = keep_track_tokens and self.config.track_head is not None
+        extra = {"track_tokens": True} if keep else {}
+        out = self._forward(self.params, padded[None], queries, frame_mask, point_mask, **extra)
+        tokens = out.pop("track_tokens", None)
         out = {k: np.asarray(v) for k, v in out.items()}
-        return self._postprocess(out, images, s, None if query_points is None else len(query_points), metas)
+        pred = self._postprocess(out, images, s, None if query_points is None else len(query_points), metas)
+        if tokens is not None:
+            pred.tokens = TrackTokens(tokens, frame_mask, (height, width))
+        return pred
+
+    def track(
+        self, tokens: TrackTokens, query_frame: int, query_points: np.ndarray, chunk: int = 256
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Track ``query_points [N, 2]`` (model-input pixels of frame ``query_frame``) through every frame with the
+        track head alone, on the tokens of an earlier forward (``keep_track_tokens``): the track head sees the
+        frames reordered so ``query_frame`` comes first. Queries go ``chunk`` at a time (padded, masked), so any N
+        runs one compiled program; the tracker attends across the tracks of a chunk, so a track depends a little
+        on which queries share its chunk. Returns ``track [S, N, 2]``, ``vis [S, N]``, ``conf [S, N]`` in the
+        original frame order."""
+        if self.config.track_head is None:
+            raise ValueError("this checkpoint's model has no track head")
+        s_pad = tokens.frame_mask.shape[1]
+        s = int(np.sum(np.asarray(tokens.frame_mask)))
+        if not 0 <= query_frame < s:
+            raise ValueError(f"query_frame {query_frame} is not one of the {s} frames")
+        order = np.array([query_frame] + [i for i in range(s_pad) if i != query_frame])
+        reordered = {k: v[:, order] for k, v in tokens.tokens.items()}
+        frame_mask = tokens.frame_mask[:, order]
+        dtype = np.float64 if self.config.dtype == "float64" else np.float32
+        query_points = np.asarray(query_points, np.float64).reshape(-1, 2)
+        parts: dict[str, list[np.ndarray]] = {}
+        for begin in range(0, len(query_points), chunk):
+            piece = query_points[begin : begin + chunk]
+            queries, point_mask = pad_queries(piece, chunk, dtype)
+            out = self._track(self.params, reordered, tokens.image_hw, queries, frame_mask, point_mask)
+            for key, value in out.items():
+                parts.setdefault(key, []).append(np.asarray(value)[0, :, : len(piece)])
+        inverse = np.argsort(order)[:s]
+        result = {k: np.concatenate(v, axis=1)[inverse] for k, v in parts.items()}
+        return result["track"], result["vis"], result.get("conf")
 
     def _postprocess(self, out, images, s, n, metas) -> Predictions:
         height, width = images.shape[-2:]
@@ -211,6 +263,13 @@ class Predictor:
                     [m.points_to_original(t) for m, t in zip(metas, pred.track, strict=True)]
                 ).astype(np.float32)
         return pred
+
+
+def pad_queries(query_points: np.ndarray, size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``[N, 2]`` queries padded to ``[1, size, 2]`` (copies of the first) and their ``point_mask [1, size]``."""
+    n = len(query_points)
+    padded = np.concatenate([query_points, np.repeat(query_points[:1], size - n, axis=0)])[None].astype(dtype)
+    return padded, (np.arange(size) < n)[None]
 
 
 def resolve_checkpoint(

@@ -43,6 +43,41 @@ def _in_attention_scope(method):
     return wrapped
 
 
+def _track_head(cfg: VGGTConfig) -> TrackHead:
+    return TrackHead(cfg.track_head, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype), cfg.remat, name="track_head")
+
+
+def track_from_tokens(
+    config: VGGTConfig,
+    params: dict,
+    tokens: dict[int, jax.Array],
+    image_hw: tuple[int, int],
+    query_points: jax.Array,
+    frame_mask: jax.Array | None = None,
+    point_mask: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+    """VGGT's track head alone, on aggregator tokens from ``VGGT(...)(..., track_tokens=True)``: the tracks of
+    ``query_points [B, N, 2]`` (pixel x, y in the tokens' frame 0) as ``track [B, S, N, 2]``, ``vis``, ``conf``.
+
+    Reordering the frames of ``tokens`` (and ``frame_mask``) tracks queries of another frame with the features the
+    aggregator computed in the original order: the track head's frame 0 is the one whose features it queries."""
+    with attention_scope(attention_config(config)):
+        track_list, vis, conf = _track_head(config).apply(
+            {"params": params["params"]["track_head"]},
+            tokens,
+            image_hw,
+            1 + config.aggregator.num_register_tokens,
+            query_points,
+            frame_mask=frame_mask,
+            point_mask=point_mask,
+            frames_chunk_size=config.heads_frames_chunk or None,
+        )
+    out = dict(track=track_list[-1], vis=vis)
+    if conf is not None:
+        out["conf"] = conf
+    return out
+
+
 class VGGT(nn.Module):
     config: VGGTConfig
 
@@ -55,6 +90,7 @@ class VGGT(nn.Module):
         frame_mask: jax.Array | None = None,
         point_mask: jax.Array | None = None,
         apply_sigmoid: bool = True,
+        track_tokens: bool = False,
     ) -> dict[str, jax.Array]:
         """``images: [B, S, 3, H, W]`` or ``[S, 3, H, W]``, RGB in [0, 1], H and W multiples of the patch size;
         ``query_points: [B, N, 2]`` or ``[N, 2]``, pixel (x, y) in frame 0.
@@ -66,6 +102,8 @@ class VGGT(nn.Module):
         ``frame_mask [B, S]`` / ``point_mask [B, N]`` (bool, False = padding) let a caller pad frames and queries to
         a shape bucket: attention ignores the padding, so the real frames' outputs do not change (the padded
         entries of the outputs are meaningless). ``apply_sigmoid=False`` returns vis/conf logits (training).
+        ``track_tokens=True`` adds ``track_tokens``: {layer: [B, S, T, 2C]}, the aggregator layers the track head
+        reads, so ``track_from_tokens`` can track more queries later without running the aggregator again.
         """
         cfg = self.config
         if images.ndim == 4:
@@ -104,10 +142,12 @@ class VGGT(nn.Module):
         if cfg.point_head is not None:
             head = DPTHead(cfg.point_head, head_dtype, param_dtype, cfg.remat, name="point_head")
             out["world_points"], out["world_points_conf"] = head(head_tokens, image_hw, patch_start_idx, frames_chunk)
+        if track_tokens and cfg.track_head is not None:
+            out["track_tokens"] = {k: tokens[k] for k in cfg.track_head.feature_extractor.intermediate_layer_idx}
         if cfg.track_head is not None and (query_points is not None or self.is_initializing()):
             if query_points is None:
                 query_points = jnp.zeros((images.shape[0], 1, 2), dtype)
-            track_list, vis, conf = TrackHead(cfg.track_head, dtype, param_dtype, cfg.remat, name="track_head")(
+            track_list, vis, conf = _track_head(cfg)(
                 tokens,
                 image_hw,
                 patch_start_idx,
