@@ -2,9 +2,12 @@
 
   python infer.py --images photos/ --hub facebook/VGGT-1B --out recon/
   python infer.py --images 'clip.mp4' --fps 2 --checkpoint checkpoints/vggt_1b --out recon/ --track 256
+  python infer.py --images photos/ --hub facebook/VGGT-1B --out recon/ --ba        # + bundle adjustment
 
 Outputs (see README.md): predictions.npz, points.ply, scene.glb, sparse/0 (COLMAP, binary) and sparse_txt/0 (text),
-transforms.json (nerfstudio), images/, depth/ (16-bit PNG + previews), preview.png, tracks.npz + tracks_overlay.png.
+transforms.json (nerfstudio), images/, depth/ (16-bit PNG + previews), preview.png, tracks.npz + tracks_overlay.png,
+trajectory_tum.txt / trajectory_kitti.txt; with --ba, sparse/0 is the bundle-adjusted model, every camera export uses
+its cameras and ba_report.json says how it went.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ flags.DEFINE_list("exports", list(ALL_EXPORTS), f"which outputs to write, from {
 flags.DEFINE_float("fps", 1.0, "frames per second sampled from a video")
 flags.DEFINE_integer("max_frames", None, "at most this many frames from a video")
 flags.DEFINE_bool("overwrite", False, "replace a non-empty --out")
+flags.DEFINE_bool("ba", False, "bundle-adjust: tracks from several query frames, pycolmap BA, sparse/0 with tracks")
+flags.DEFINE_integer("query_frames", 4, "--ba: track from frame 0 and this many minus one more frames")
+flags.DEFINE_integer("max_query_points", 1024, "--ba: at most this many query points per query frame")
+flags.DEFINE_enum("query_method", "reorder", ["reorder", "rerun"], "--ba: track head on reordered tokens, or rerun")
+flags.DEFINE_enum("query_frame_rule", "pose", ["pose", "uniform"], "--ba: how the extra query frames are chosen")
+flags.DEFINE_float("vis_threshold", 0.2, "--ba: a track position counts where its visibility is at least this")
+flags.DEFINE_float("max_reproj_error", 8.0, "--ba: observations further than this (original pixels) are dropped")
+flags.DEFINE_enum(
+    "camera_model", "SIMPLE_PINHOLE", ["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL"], "--ba: COLMAP model"
+)
+flags.DEFINE_bool("shared_camera", False, "--ba: one camera for every image (one physical camera, one size)")
 flags.DEFINE_bool("progress", True, "show a progress bar")
 
 
@@ -56,12 +70,21 @@ def main(argv: list[str]) -> int:
         fps=FLAGS.fps,
         max_frames=FLAGS.max_frames,
         overwrite=FLAGS.overwrite,
+        ba=FLAGS.ba,
+        query_frames=FLAGS.query_frames,
+        max_query_points=FLAGS.max_query_points,
+        query_method=FLAGS.query_method,
+        query_frame_rule=FLAGS.query_frame_rule,
+        vis_threshold=FLAGS.vis_threshold,
+        max_reproj_error=FLAGS.max_reproj_error,
+        camera_model=FLAGS.camera_model,
+        shared_camera=FLAGS.shared_camera,
     )
     from tqdm import tqdm
 
     from vggt_jax.convert import ConversionError
 
-    stages = tqdm(total=5, desc="vggt", unit="step", file=sys.stderr, disable=not FLAGS.progress)
+    stages = tqdm(total=6 if FLAGS.ba else 5, desc="vggt", unit="step", file=sys.stderr, disable=not FLAGS.progress)
 
     def progress(message: str) -> None:
         stages.set_description(message)

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 import pytest
+import trimesh
 from PIL import Image
 
 from vggt_jax.config import tiny
@@ -77,6 +79,8 @@ def test_cli_writes_every_export(cli_run):
         "sparse_txt/0/cameras.txt",
         "sparse_txt/0/images.txt",
         "sparse_txt/0/points3D.txt",
+        "trajectory_tum.txt",
+        "trajectory_kitti.txt",
         "depth/depth_scale.json",
         *(f"images/{n}" for n in names),
     ]
@@ -88,8 +92,6 @@ def test_cli_writes_every_export(cli_run):
 
 
 def test_exports_read_back_and_reproject(cli_run):
-    pycolmap = pytest.importorskip("pycolmap")
-    trimesh = pytest.importorskip("trimesh")
     out, _ = cli_run
     rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
     rec_txt = pycolmap.Reconstruction(str(out / "sparse_txt" / "0"))
@@ -116,6 +118,36 @@ def test_exports_read_back_and_reproject(cli_run):
         errors_gl.append(np.abs(xy - observed).max())
     # Points are unprojected from the pixels they are observed at: round-off only (sub-pixel is the requirement).
     assert max(errors_colmap) < 1e-3 and max(errors_gl) < 1e-3, (max(errors_colmap), max(errors_gl))
+
+
+def test_cli_ba_on_random_weights_warns_and_writes_a_model(tmp_path, tiny_ckpt):
+    """--ba with random weights: few inliers, so frames are kept out of the adjustment (one warning line); the run
+    still ends with a COLMAP model, its report and the trajectories."""
+    out = tmp_path / "recon_ba"
+    cmd = [sys.executable, str(REPO / "infer.py"), "--images", str(EXAMPLE), "--checkpoint", str(tiny_ckpt)]
+    cmd += ["--out", str(out), "--ba", "--query_frames", "2", "--max_query_points", "64", "--noprogress"]
+    cmd += ["--exports", "npz,colmap,transforms,trajectory"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "bundle adjustment:" in line]
+    assert len(warnings) == 1 and ("kept out of the adjustment" in warnings[0] or "not run" in warnings[0])
+    report = json.loads((out / "ba_report.json").read_text())
+    names = sorted(p.name for p in EXAMPLE.iterdir())
+    assert report["image_names"] == names and len(report["ba"]["inliers_per_frame"]) == len(names)
+    assert report["query_frames"][0] == 0 and len(report["query_frames"]) == 2
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    assert rec.num_reg_images() == len(names) and {c.model_name for c in rec.cameras.values()} == {"SIMPLE_PINHOLE"}
+    assert pycolmap.Reconstruction(str(out / "sparse_txt" / "0")).num_images() == len(names)
+    saved = np.load(out / "predictions.npz")
+    assert saved["ba_extrinsic"].shape == saved["extrinsic"].shape == (len(names), 3, 4)
+    for image in rec.images.values():
+        np.testing.assert_allclose(
+            image.cam_from_world().matrix(), saved["ba_extrinsic"][names.index(image.name)], atol=1e-9
+        )
+    tum = np.loadtxt(out / "trajectory_tum.txt")
+    assert tum.shape == (len(names), 8)
+    transforms = json.loads((out / "transforms.json").read_text())
+    assert len(transforms["frames"]) == len(names)
 
 
 def test_cli_api_and_model_apply_agree(cli_run, tiny_ckpt):

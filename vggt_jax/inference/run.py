@@ -7,6 +7,7 @@ error (bad image, bad checkpoint, a failing export) never leaves half of the out
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -25,8 +26,8 @@ from vggt_jax.inference.preprocess import (
     resolve_inputs,
 )
 
-ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks")
-CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview"})
+ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks", "trajectory")
+CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview", "trajectory"})
 
 
 class OutputError(ValueError):
@@ -54,6 +55,32 @@ class InferOptions:
     max_points: int | None = 2_000_000
     overwrite: bool = False
     seed: int = 0
+    # Bundle adjustment (vggt_jax.reconstruct): tracks from several query frames, then pycolmap BA.
+    ba: bool = False
+    query_frames: int = 4
+    max_query_points: int = 1024
+    query_method: str = "reorder"
+    query_frame_rule: str = "pose"
+    vis_threshold: float = 0.2
+    max_reproj_error: float = 8.0
+    camera_model: str = "SIMPLE_PINHOLE"
+    shared_camera: bool = False
+
+    def track_options(self):
+        from vggt_jax.reconstruct.pipeline import TrackOptions
+
+        return TrackOptions(self.query_frames, self.max_query_points, self.query_method, self.query_frame_rule)
+
+    def ba_options(self):
+        from vggt_jax.reconstruct.bundle import BAOptions
+
+        return BAOptions(
+            vis_threshold=self.vis_threshold,
+            max_reproj_error=self.max_reproj_error,
+            init_max_reproj_error=max(BAOptions.init_max_reproj_error, self.max_reproj_error),
+            camera_model=self.camera_model,
+            shared_camera=self.shared_camera,
+        )
 
 
 def prepare_output(out: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
@@ -112,7 +139,23 @@ def write_images(directory: Path, opts: InferOptions, names: Sequence[str]) -> N
             item.load().convert("RGB").save(target / name)
 
 
-def write_exports(directory: Path, pred: Predictions, opts: InferOptions) -> None:
+def check_finite_cameras(pred: Predictions, consequence: str) -> None:
+    """Raise ValueError naming the frames whose predicted camera is not finite (untrained weights)."""
+    bad = np.nonzero(~np.isfinite(pred.intrinsic).all(axis=(1, 2)) | ~np.isfinite(pred.extrinsic).all(axis=(1, 2)))[0]
+    if len(bad):
+        raise ValueError(
+            f"the model predicted degenerate cameras for frames {bad.tolist()} (a field of view of 0, i.e. an "
+            f"infinite focal length), so {consequence}; is the checkpoint a trained VGGT? (--exports npz,depth "
+            "writes what needs no camera)"
+        )
+
+
+def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=None) -> None:
+    """Every export of ``opts.exports`` into ``directory``. With a bundle adjustment (``recon``), the camera exports
+    use its cameras, ``sparse/0`` is its model (multi-view tracks) and ``ba_report.json`` says how it went."""
+    feed_forward = pred
+    if recon is not None:
+        pred = recon.adjusted
     metas = pred.metas
     names = [m.name for m in metas]
     if len(set(names)) != len(names):
@@ -120,15 +163,17 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions) -> Non
         raise ImageInputError(f"several input images are named {dup}; COLMAP and transforms.json need unique names")
     original_hw = np.array([m.original_hw for m in metas])
     wanted = set(opts.exports)
-    bad = np.nonzero(~np.isfinite(pred.intrinsic).all(axis=(1, 2)) | ~np.isfinite(pred.extrinsic).all(axis=(1, 2)))[0]
-    if len(bad) and wanted & CAMERA_EXPORTS:
-        raise ValueError(
-            f"the model predicted degenerate cameras for frames {bad.tolist()} (a field of view of 0, i.e. an "
-            f"infinite focal length), so {sorted(wanted & CAMERA_EXPORTS)} cannot be written; is the checkpoint a "
-            "trained VGGT? (--exports npz,depth writes what needs no camera)"
-        )
+    if wanted & CAMERA_EXPORTS:
+        check_finite_cameras(pred, f"{sorted(wanted & CAMERA_EXPORTS)} cannot be written")
     if "npz" in wanted:
-        arrays = pred.arrays()
+        arrays = feed_forward.arrays()
+        if recon is not None:
+            arrays.update(
+                ba_extrinsic=pred.extrinsic,
+                ba_intrinsic=pred.intrinsic,
+                ba_intrinsic_original=pred.intrinsic_original,
+                ba_radial=recon.ba.radial,
+            )
         arrays.update(
             image_names=np.array(names),
             original_hw=original_hw,
@@ -156,7 +201,12 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions) -> Non
         exports.write_ply(directory, points)
     if "glb" in wanted:
         exports.write_glb(directory, points, pred.extrinsic, pred.intrinsic_original, original_hw)
-    if "colmap" in wanted:
+    if "colmap" in wanted and recon is not None:
+        from vggt_jax.geometry import colmap_io
+
+        for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
+            exports.commit_files(directory / sub, colmap_io.model_files(recon.ba.reconstruction, fmt))
+    elif "colmap" in wanted:
         pixels = original_pixel_coords(metas)
         for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
             exports.write_colmap(
@@ -184,6 +234,11 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions) -> Non
         exports.write_preview(directory, points, pred.extrinsic, pred.intrinsic_original, original_hw)
     if "tracks" in wanted and pred.track is not None:
         exports.write_tracks(directory, pred.track, names, vis=pred.vis, conf=pred.conf, frames=pred.images)
+    if "trajectory" in wanted:
+        exports.write_trajectories(directory, pred.extrinsic)
+    if recon is not None:
+        report = dict(recon.report, image_names=names)
+        exports.commit_files(directory, {"ba_report.json": (json.dumps(report, indent=1) + "\n").encode()})
 
 
 def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tuple[Path, Predictions]:
@@ -197,11 +252,13 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
         step("loading images")
         images, metas = load_and_preprocess_images(opts.images, opts.mode, fps=opts.fps, max_frames=opts.max_frames)
         queries = query_points(opts, metas[0], np.random.default_rng(opts.seed))
+        track_opts, ba_opts = (opts.track_options(), opts.ba_options()) if opts.ba else (None, None)
         step("loading checkpoint")
         predictor = Predictor.from_checkpoint(opts.checkpoint, dtype=opts.dtype, config=opts.config)
-        if queries is not None:
+        if queries is not None or opts.ba:
             if predictor.config.track_head is None:
-                raise ValueError("this checkpoint's model has no track head; drop --track/--queries")
+                what = "--ba (its tracks)" if opts.ba else "--track/--queries"
+                raise ValueError(f"this checkpoint's model has no track head, which {what} needs")
             tracker = predictor.config.track_head
             check_track_head_size(
                 *images.shape[-2:],
@@ -209,9 +266,17 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
                 down_ratio=tracker.feature_extractor.down_ratio,
             )
         step(f"compiling and running on {len(images)} frames of {images.shape[-2]}x{images.shape[-1]}")
-        pred = predictor(images, queries, metas)
+        pred = predictor(images, queries, metas, keep_track_tokens=opts.ba)
+        recon = None
+        if opts.ba:
+            from vggt_jax.reconstruct.pipeline import reconstruct
+
+            check_finite_cameras(pred, "they cannot be bundle-adjusted")
+            step(f"tracking from {min(opts.query_frames, len(images))} query frames and bundle adjustment")
+            recon = reconstruct(predictor, images, metas, track_options=track_opts, ba_options=ba_opts, pred=pred)
+            pred.tokens = None
         step("writing exports")
-        write_exports(tmp, pred, opts)
+        write_exports(tmp, pred, opts, recon)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -52,6 +52,11 @@ PREDICTION_SHAPES: dict[str, Spec | list[Spec]] = {
     "image_names": ("S",),
     "scale_xy": ("S", 2),
     "offset_xy": ("S", 2),
+    # infer.py --ba: the bundle-adjusted cameras (the feed-forward ones stay under their own keys).
+    "ba_extrinsic": ("S", 3, 4),
+    "ba_intrinsic": ("S", 3, 3),
+    "ba_intrinsic_original": ("S", 3, 3),
+    "ba_radial": ("S",),
 }
 
 
