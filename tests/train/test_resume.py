@@ -139,3 +139,10 @@ def test_sigterm_and_sigkill_resume_bit_for_bit(tmp_path):
     for (path, x), y in zip(leaves_a, leaves_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
     assert int(a["step"]) == STEPS and int(a["skipped"]) == 0
+    # A finished run leaves its weights as an inference checkpoint (WORKDIR/model) that the Predictor reads.
+    from vggt_jax.convert.checkpoint import load_checkpoint
+
+    config, params = load_checkpoint(straight / "model")
+    assert config.name == "micro" and config.track_head is None
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(params["params"]), jax.tree.leaves(a["params"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))

@@ -28,6 +28,8 @@ from vggt_jax.train.writer import MetricWriter
 
 log = logging.getLogger(__name__)
 
+MODEL_DIR = "model"  # WORKDIR/model: the trained weights as an inference checkpoint
+
 
 def initialize_distributed(cfg: Any) -> None:
     """``jax.distributed.initialize`` from ``config.distributed`` or the environment (JAX_COORDINATOR_ADDRESS,
@@ -101,8 +103,37 @@ def evaluate(trainer: Trainer, eval_step, params, config: Any) -> dict[str, floa
     return metrics_lib.summarise(outs)
 
 
+def save_model(trainer: Trainer, params: Any, workdir: str | Path) -> str | None:
+    """``WORKDIR/model``: the trained weights as an inference checkpoint (``config.json`` + ``params/``, what
+    ``python -m vggt_jax.convert`` writes), for ``infer.py --checkpoint`` and ``Predictor.from_checkpoint``.
+    Written by single-process runs (None otherwise: convert a training checkpoint with ``export_model``)."""
+    from vggt_jax.convert.checkpoint import save_checkpoint
+
+    if jax.process_count() > 1:
+        log.info("model: not written by a multi-process run; use vggt_jax.train.loop.export_model on one host")
+        return None
+    config = trainer.model.config.replace(remat="none")
+    path = save_checkpoint(Path(workdir) / MODEL_DIR, config, {"params": params}, overwrite=True)
+    log.info("model: wrote %s", path)
+    return str(path)
+
+
+def export_model(config: Any, workdir: str | Path, step: int | None = None) -> str | None:
+    """``save_model`` for the training checkpoint of ``step`` (default the latest) in ``workdir``."""
+    mesh = sh.make_mesh(**config.mesh)
+    trainer = Trainer.create(config, mesh)
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", config.ckpt_every, config.ckpt_keep, async_save=False)
+    try:
+        with jax.set_mesh(mesh), sh.logical_axis_rules():
+            state = ckpt.restore(step, trainer.abstract_state, None, mesh)
+            return save_model(trainer, state["params"], workdir)
+    finally:
+        ckpt.close()
+
+
 def run(config: Any, workdir: str | Path) -> dict[str, Any]:
-    """Train per ``config`` in ``workdir``; returns ``{"step", "skipped", "preempted", "train", "eval"}``."""
+    """Train per ``config`` in ``workdir``; returns ``{"step", "skipped", "preempted", "train", "eval", "model"}``
+    (``model``: the inference checkpoint a finished single-process run writes, ``save_model``)."""
     workdir = Path(workdir)
     mesh = sh.make_mesh(**config.mesh)
     trainer = Trainer.create(config, mesh)
@@ -168,6 +199,8 @@ def run(config: Any, workdir: str | Path) -> dict[str, Any]:
                     summary["preempted"] = True
                     break
             ckpt.wait()
+            if step == config.total_steps and not summary["preempted"]:
+                summary["model"] = save_model(trainer, state["params"], workdir)
             summary["step"] = step
             summary["skipped"] = int(jax.device_get(state["skipped"]))
     finally:
