@@ -41,7 +41,7 @@ def test_ba_recovers_the_cameras(cases, shared):
         assert after["rot_err_median"] <= 0.2, (seed, after)
         assert after["trans_err_median"] <= 0.5, (seed, after)
         focal = np.abs(focal_errors(result.intrinsics, case.gt["intrinsics"]))
-        # One camera: its focal length; a camera per frame: the median frame's (single frames reach 0.6-1.1%).
+        # One camera: its focal length; a camera per frame: the median frame's (single frames reach 0.59%, seeds 0-9).
         assert (focal.max() if shared else np.median(focal)) <= 0.005, (seed, focal)
         assert result.report["reproj_rmse_after"] <= 1.0 < result.report["reproj_rmse_before"]
         assert not (case.outlier[:, result.point_index] & result.observed).any(), seed
