@@ -144,5 +144,7 @@ def test_sigterm_and_sigkill_resume_bit_for_bit(tmp_path):
 
     config, params = load_checkpoint(straight / "model")
     assert config.name == "micro" and config.track_head is None
-    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(params["params"]), jax.tree.leaves(a["params"]), strict=True):
+    for (path, x), y in zip(
+        jax.tree_util.tree_leaves_with_path(params["params"]), jax.tree.leaves(a["params"]), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
