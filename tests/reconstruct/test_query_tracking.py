@@ -63,26 +63,26 @@ def test_query_frames_start_at_frame_0_and_spread():
         select_query_frames(cams, 2, "dino")
 
 
-def test_track_from_tokens_matches_the_full_forward(predictor, frames):
+def test_track_from_features_matches_the_full_forward(predictor, frames):
     queries = np.array([[10.0, 12.0], [30.5, 40.0], [44.0, 20.0]])
-    full = predictor(frames, queries, keep_track_tokens=True)
-    track, vis, _ = predictor.track(full.tokens, 0, queries, chunk=16)
-    # The same track head on the same tokens: only the query padding (3 -> 16 here, 3 -> 16 there) and program differ.
+    full = predictor(frames, queries, keep_track_features=True)
+    track, vis, _ = predictor.track(full.track_features, 0, queries, chunk=16)
+    # The same track head on the same tokens: only the programs differ (one forward, or features then tracker).
     np.testing.assert_allclose(track, full.track, atol=1e-3)
     np.testing.assert_allclose(vis, full.vis, atol=1e-4)
     # From frame 2: the tracker's frame 0 is frame 2, whose track starts at the query pixels.
-    track2, _, _ = predictor.track(full.tokens, 2, queries, chunk=2)  # two chunks, the second padded
+    track2, _, _ = predictor.track(full.track_features, 2, queries, chunk=2)  # two chunks, the second padded
     np.testing.assert_array_equal(track2[2], queries.astype(np.float32))
     # Padding a chunk changes nothing (masked); its real queries do (the tracker attends across tracks).
-    padded, _, _ = predictor.track(full.tokens, 2, queries[:2], chunk=4)
+    padded, _, _ = predictor.track(full.track_features, 2, queries[:2], chunk=4)
     np.testing.assert_allclose(track2[:, :2], padded, atol=1e-3)
     with pytest.raises(ValueError, match="query_frame 3"):
-        predictor.track(full.tokens, 3, queries)
+        predictor.track(full.track_features, 3, queries)
 
 
 @pytest.mark.parametrize("method", ["reorder", "rerun"])
 def test_tracks_from_several_query_frames(predictor, frames, method):
-    pred = predictor(frames, keep_track_tokens=True)
+    pred = predictor(frames, keep_track_features=True)
     opts = TrackOptions(query_frames=2, max_query_points=8, method=method, chunk=8)
     tracks, chosen, seconds = track_query_frames(predictor, frames, pred, opts)
     assert chosen[0] == 0 and len(chosen) == 2 and tracks.vis.shape[0] == 3
@@ -101,4 +101,4 @@ def test_reconstruct_runs_end_to_end_on_random_weights(predictor, frames):
     assert recon.adjusted.extrinsic.shape == (3, 3, 4)
     assert set(recon.report) >= {"forward_seconds", "query_frames", "ba", "tracking_seconds"}
     assert len(recon.report["ba"]["inliers_per_frame"]) == 3
-    assert recon.pred.tokens is None
+    assert recon.pred.track_features is None

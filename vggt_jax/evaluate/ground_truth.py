@@ -14,6 +14,7 @@ Cameras are in each dataset's world and pixels of the original images; the metri
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ class GroundTruth:
     image_paths: list[str] | None = None
     depth: np.ndarray | None = None
     # (frame, xy [N, 2] original pixels) -> (tracks [S, N, 2], visible [S, N]) where the truth is known (synthetic)
-    track_fn: object = None
+    track_fn: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     def points(self, max_points: int = 200_000, seed: int = 0) -> np.ndarray | None:
         """``[N, 3]`` world points of the valid depth pixels (a uniform subset of at most ``max_points``)."""

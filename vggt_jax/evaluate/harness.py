@@ -15,10 +15,8 @@ import numpy as np
 from vggt_jax.evaluate.ground_truth import GroundTruth
 from vggt_jax.evaluate.metrics import evaluate
 from vggt_jax.evaluate.model_free import DEFAULT_NOISE, Noise, model_free_case
-from vggt_jax.geometry import depth_to_world_points
+from vggt_jax.geometry import depth_to_world_points, warp_intrinsics
 from vggt_jax.reconstruct.bundle import DEFAULT_OPTIONS, BAOptions, bundle_adjust
-
-CAMERA_KEYS = ("auc30", "rra30", "rta30", "rot_err_median", "trans_err_median", "ate", "focal_err_median")
 
 
 # ---------------------------------------------------------------------------------------------------- model-free
@@ -85,13 +83,13 @@ def prediction_inputs(arrays: dict, gt: GroundTruth, extrinsics=None, intrinsics
         hw = arrays["depth"].shape[1:]
         gt_in["depth"] = _gt_in_model_pixels(gt.depth, arrays["scale_xy"], arrays["offset_xy"], hw)
         pred["depth"] = arrays["depth"]
-        sx, sy = arrays["scale_xy"][:, 0], arrays["scale_xy"][:, 1]
-        ox, oy = arrays["offset_xy"][:, 0], arrays["offset_xy"][:, 1]
-        # Model-input intrinsics of the given cameras: x_p = s (x_o + 0.5) + o - 0.5.
-        k = np.array(intrinsics_original, np.float64)
-        k[:, 0], k[:, 1] = k[:, 0] * sx[:, None], k[:, 1] * sy[:, None]
-        k[:, 0, 2] += ox + 0.5 * sx - 0.5
-        k[:, 1, 2] += oy + 0.5 * sy - 0.5
+        # The given cameras in the model input's pixels (the preprocessing's warp, as ImageMeta applies it).
+        k = np.stack(
+            [
+                warp_intrinsics(np.asarray(ki, np.float64), sc, of)
+                for ki, sc, of in zip(intrinsics_original, arrays["scale_xy"], arrays["offset_xy"], strict=True)
+            ]
+        )
         points = depth_to_world_points(arrays["depth"].astype(np.float64), np.asarray(extrinsics, np.float64), k)
         pred["points"] = _cloud(points, arrays["depth_conf"])
     return pred, gt_in
@@ -158,7 +156,7 @@ def evaluate_model(
     source = [Image.fromarray(im) for im in gt.images] if gt.images is not None else gt.image_paths
     images, metas = load_and_preprocess_images(source, mode, target_size=target_size)
     tic = time.perf_counter()
-    pred = predictor(images, None, metas, keep_track_tokens=True)
+    pred = predictor(images, None, metas, keep_track_features=True)
     forward = time.perf_counter() - tic
     arrays = dict(
         pred.arrays(), scale_xy=np.array([m.scale_xy for m in metas]), offset_xy=np.array([m.offset_xy for m in metas])

@@ -25,7 +25,7 @@ from vggt_jax.convert.convert import convert_state_dict
 from vggt_jax.geometry.cameras import depth_to_world_points
 from vggt_jax.geometry.pose_enc import pose_encoding_to_extri_intri
 from vggt_jax.inference.preprocess import ImageMeta
-from vggt_jax.model.vggt import VGGT, track_from_tokens
+from vggt_jax.model.vggt import VGGT, track_features, track_from_features
 
 FRAME_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 QUERY_BUCKETS = tuple(2**k for k in range(4, 17))
@@ -70,8 +70,8 @@ class Predictions:
       track, track_list, vis, conf: [S, N, 2], [iterations, S, N, 2], [S, N], [S, N] when queries were given.
       metas: per-image ``ImageMeta`` when the images came from ``preprocess``; then ``intrinsic_original`` [S, 3, 3]
         and ``track_original`` [S, N, 2] are in each original image's pixels.
-      tokens: with ``Predictor(..., keep_track_tokens=True)``, the aggregator tokens the track head reads (on the
-        device), for ``Predictor.track``.
+      track_features: with ``predictor(..., keep_track_features=True)``, the track head's feature maps of every
+        frame (on the device), for ``Predictor.track``.
     """
 
     images: np.ndarray
@@ -91,7 +91,7 @@ class Predictions:
     metas: list[ImageMeta] | None = None
     intrinsic_original: np.ndarray | None = None
     track_original: np.ndarray | None = None
-    tokens: TrackTokens | None = None
+    track_features: TrackFeatures | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array field that is set (for ``np.savez``)."""
@@ -103,13 +103,12 @@ class Predictions:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrackTokens:
-    """Aggregator tokens of one forward, padded to its frame bucket: ``tokens {layer: [1, S_pad, T, 2C]}``,
-    ``frame_mask [1, S_pad]``, and the model input's ``image_hw``."""
+class TrackFeatures:
+    """The track head's feature maps of one forward, padded to its frame bucket: ``fmaps [1, S_pad, H/2, W/2, C]``
+    and ``frame_mask [1, S_pad]``."""
 
-    tokens: dict
+    fmaps: jax.Array
     frame_mask: jax.Array
-    image_hw: tuple[int, int]
 
 
 class Predictor:
@@ -130,7 +129,8 @@ class Predictor:
         self.query_buckets = tuple(query_buckets)
         self.model = VGGT(config)
         self._forward = jax.jit(self.model.apply, static_argnames=("track_tokens",))
-        self._track = jax.jit(functools.partial(track_from_tokens, config), static_argnames=("image_hw",))
+        self._track_features = jax.jit(functools.partial(track_features, config), static_argnames=("image_hw",))
+        self._track = jax.jit(functools.partial(track_from_features, config))
 
     @classmethod
     def from_checkpoint(
@@ -163,12 +163,12 @@ class Predictor:
         query_points: np.ndarray | None = None,
         metas: Sequence[ImageMeta] | None = None,
         *,
-        keep_track_tokens: bool = False,
+        keep_track_features: bool = False,
     ) -> Predictions:
         """``images``: [S, 3, H, W] float in [0, 1] (``preprocess.load_and_preprocess_images``); ``query_points``:
         [N, 2] pixel (x, y) in frame 0 of ``images``; ``metas``: the preprocessing's ``ImageMeta`` list, to express
-        cameras and tracks in the original images' pixels too. ``keep_track_tokens``: keep the track head's input
-        on the device (``Predictions.tokens``) for ``track``."""
+        cameras and tracks in the original images' pixels too. ``keep_track_features``: keep the track head's
+        feature maps on the device (``Predictions.track_features``) for ``track``."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [S, 3, H, W], got {images.shape}")
@@ -184,41 +184,42 @@ class Predictor:
         if query_points is not None and self.config.track_head is not None:
             query_points = np.asarray(query_points, np.float64).reshape(-1, 2)
             queries, point_mask = pad_queries(query_points, bucket(len(query_points), self.query_buckets), dtype)
-        keep = keep_track_tokens and self.config.track_head is not None
+        keep = keep_track_features and self.config.track_head is not None
         extra = {"track_tokens": True} if keep else {}
         out = self._forward(self.params, padded[None], queries, frame_mask, point_mask, **extra)
         tokens = out.pop("track_tokens", None)
         out = {k: np.asarray(v) for k, v in out.items()}
         pred = self._postprocess(out, images, s, None if query_points is None else len(query_points), metas)
         if tokens is not None:
-            pred.tokens = TrackTokens(tokens, frame_mask, (height, width))
+            # One feature pass per frame serves every query frame and chunk that ``track`` runs later.
+            fmaps = self._track_features(self.params, tokens, (height, width))
+            pred.track_features = TrackFeatures(fmaps, frame_mask)
         return pred
 
     def track(
-        self, tokens: TrackTokens, query_frame: int, query_points: np.ndarray, chunk: int = 256
+        self, features: TrackFeatures, query_frame: int, query_points: np.ndarray, chunk: int = 256
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Track ``query_points [N, 2]`` (model-input pixels of frame ``query_frame``) through every frame with the
-        track head alone, on the tokens of an earlier forward (``keep_track_tokens``): the track head sees the
-        frames reordered so ``query_frame`` comes first. Queries go ``chunk`` at a time (padded, masked), so any N
-        runs one compiled program; the tracker attends across the tracks of a chunk, so a track depends a little
-        on which queries share its chunk. Returns ``track [S, N, 2]``, ``vis [S, N]``, ``conf [S, N]`` in the
-        original frame order."""
+        tracker alone, on the feature maps of an earlier forward (``keep_track_features``), with the frames
+        reordered so ``query_frame`` comes first. Queries go ``chunk`` at a time (padded, masked), so any N runs one
+        compiled program; the tracker attends across the tracks of a chunk, so a track depends a little on which
+        queries share its chunk. Returns ``track [S, N, 2]``, ``vis [S, N]``, ``conf [S, N]`` in the original
+        frame order."""
         if self.config.track_head is None:
             raise ValueError("this checkpoint's model has no track head")
-        s_pad = tokens.frame_mask.shape[1]
-        s = int(np.sum(np.asarray(tokens.frame_mask)))
+        s_pad = features.frame_mask.shape[1]
+        s = int(np.sum(np.asarray(features.frame_mask)))
         if not 0 <= query_frame < s:
             raise ValueError(f"query_frame {query_frame} is not one of the {s} frames")
         order = np.array([query_frame] + [i for i in range(s_pad) if i != query_frame])
-        reordered = {k: v[:, order] for k, v in tokens.tokens.items()}
-        frame_mask = tokens.frame_mask[:, order]
+        fmaps, frame_mask = features.fmaps[:, order], features.frame_mask[:, order]
         dtype = np.float64 if self.config.dtype == "float64" else np.float32
         query_points = np.asarray(query_points, np.float64).reshape(-1, 2)
         parts: dict[str, list[np.ndarray]] = {}
         for begin in range(0, len(query_points), chunk):
             piece = query_points[begin : begin + chunk]
             queries, point_mask = pad_queries(piece, chunk, dtype)
-            out = self._track(self.params, reordered, tokens.image_hw, queries, frame_mask, point_mask)
+            out = self._track(self.params, fmaps, queries, frame_mask, point_mask)
             for key, value in out.items():
                 parts.setdefault(key, []).append(np.asarray(value)[0, :, : len(piece)])
         inverse = np.argsort(order)[:s]

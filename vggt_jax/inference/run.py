@@ -266,7 +266,7 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
                 down_ratio=tracker.feature_extractor.down_ratio,
             )
         step(f"compiling and running on {len(images)} frames of {images.shape[-2]}x{images.shape[-1]}")
-        pred = predictor(images, queries, metas, keep_track_tokens=opts.ba)
+        pred = predictor(images, queries, metas, keep_track_features=opts.ba)
         recon = None
         if opts.ba:
             from vggt_jax.reconstruct.pipeline import reconstruct
@@ -274,7 +274,7 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
             check_finite_cameras(pred, "they cannot be bundle-adjusted")
             step(f"tracking from {min(opts.query_frames, len(images))} query frames and bundle adjustment")
             recon = reconstruct(predictor, images, metas, track_options=track_opts, ba_options=ba_opts, pred=pred)
-            pred.tokens = None
+            pred.track_features = None
         step("writing exports")
         write_exports(tmp, pred, opts, recon)
         if out.exists():

@@ -120,10 +120,10 @@ class FrameShardedPredictor(Predictor):
         self.params = jax.device_put(params, NamedSharding(self.mesh, P()))
         self._forward = frame_sharded_apply(self.model, self.mesh, self.mesh.axis_names[0], kv_exchange)
 
-    def __call__(self, images, query_points=None, metas=None, *, keep_track_tokens: bool = False):
-        if keep_track_tokens:
+    def __call__(self, images, query_points=None, metas=None, *, keep_track_features: bool = False):
+        if keep_track_features:
             raise ValueError(
-                "the frame-sharded predictor does not keep the track tokens (they stay on their shards); run the "
+                "the frame-sharded predictor does not keep the track features (they stay on their shards); run the "
                 "bundle adjustment's tracking with a Predictor"
             )
         return super().__call__(images, query_points, metas)

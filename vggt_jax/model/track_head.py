@@ -17,6 +17,16 @@ from vggt_jax.model.tracker import BaseTrackerPredictor
 Dtype = Any
 
 
+def feature_extractor(config: TrackHeadConfig, dtype: Dtype, param_dtype: Dtype, remat: str = "none") -> DPTHead:
+    """The track head's feature-only DPT head (``track_head/feature_extractor``)."""
+    return DPTHead(config.feature_extractor, dtype, param_dtype, remat, name="feature_extractor")
+
+
+def tracker(config: TrackHeadConfig, dtype: Dtype, param_dtype: Dtype) -> BaseTrackerPredictor:
+    """The track head's tracker (``track_head/tracker``)."""
+    return BaseTrackerPredictor(config.tracker, dtype, param_dtype, name="tracker")
+
+
 class TrackHead(nn.Module):
     """``feature_extractor`` (DPTHead, feature_only, down_ratio 2) -> ``tracker`` (BaseTrackerPredictor)."""
 
@@ -61,7 +71,7 @@ class TrackHead(nn.Module):
                 f"the feature extractor's features ({cfg.feature_extractor.features}) must equal the tracker's "
                 f"latent_dim ({cfg.tracker.latent_dim})"
             )
-        fmaps = DPTHead(cfg.feature_extractor, self.dtype, self.param_dtype, self.remat, name="feature_extractor")(
+        fmaps = feature_extractor(cfg, self.dtype, self.param_dtype, self.remat)(
             tokens, image_hw=image_hw, patch_start_idx=patch_start_idx, frames_chunk_size=frames_chunk_size
         )
         # Sharded over frames, the tracker (which correlates every frame with frame 0's query features) sees the
@@ -69,8 +79,7 @@ class TrackHead(nn.Module):
         s = fmaps.shape[1]
         fmaps = frame_parallel.gather_frames(fmaps, 1)
         frame_mask = None if frame_mask is None else frame_parallel.gather_frames(frame_mask, 1)
-        tracker = BaseTrackerPredictor(cfg.tracker, self.dtype, self.param_dtype, name="tracker")
-        track_list, vis, conf = tracker(
+        track_list, vis, conf = tracker(cfg, self.dtype, self.param_dtype)(
             query_points,
             fmaps,
             iters=cfg.iters if iters is None else iters,

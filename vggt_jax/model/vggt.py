@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from vggt_jax.config import VGGTConfig
-from vggt_jax.model import frame_parallel
+from vggt_jax.model import frame_parallel, track_head
 from vggt_jax.model.aggregator import Aggregator
 from vggt_jax.model.attention import AttentionConfig, attention_scope
 from vggt_jax.model.camera_head import CameraHead
@@ -47,30 +47,41 @@ def _track_head(cfg: VGGTConfig) -> TrackHead:
     return TrackHead(cfg.track_head, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype), cfg.remat, name="track_head")
 
 
-def track_from_tokens(
+def track_features(config: VGGTConfig, params: dict, tokens: dict[int, jax.Array], image_hw: tuple[int, int]):
+    """The track head's feature maps ``[B, S, H/2, W/2, C]`` of aggregator tokens from ``VGGT(...)(...,
+    track_tokens=True)``: computed once per frame, then ``track_from_features`` tracks any queries on them."""
+    head = track_head.feature_extractor(config.track_head, jnp.dtype(config.dtype), jnp.dtype(config.param_dtype))
+    return head.apply(
+        {"params": params["params"]["track_head"]["feature_extractor"]},
+        tokens,
+        image_hw=image_hw,
+        patch_start_idx=1 + config.aggregator.num_register_tokens,
+        frames_chunk_size=config.heads_frames_chunk or None,
+    )
+
+
+def track_from_features(
     config: VGGTConfig,
     params: dict,
-    tokens: dict[int, jax.Array],
-    image_hw: tuple[int, int],
+    fmaps: jax.Array,
     query_points: jax.Array,
     frame_mask: jax.Array | None = None,
     point_mask: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """VGGT's track head alone, on aggregator tokens from ``VGGT(...)(..., track_tokens=True)``: the tracks of
-    ``query_points [B, N, 2]`` (pixel x, y in the tokens' frame 0) as ``track [B, S, N, 2]``, ``vis``, ``conf``.
+    """The tracker alone on ``track_features``: the tracks of ``query_points [B, N, 2]`` (pixel x, y in the frame
+    that comes first in ``fmaps``) as ``track [B, S, N, 2]``, ``vis`` and ``conf``, as the full forward returns them.
 
-    Reordering the frames of ``tokens`` (and ``frame_mask``) tracks queries of another frame with the features the
-    aggregator computed in the original order: the track head's frame 0 is the one whose features it queries."""
+    Reordering the frames of ``fmaps`` (and ``frame_mask``) tracks queries of another frame with the features the
+    aggregator computed in the original order: the tracker's frame 0 is the one whose features it queries."""
+    cfg = config.track_head
     with attention_scope(attention_config(config)):
-        track_list, vis, conf = _track_head(config).apply(
-            {"params": params["params"]["track_head"]},
-            tokens,
-            image_hw,
-            1 + config.aggregator.num_register_tokens,
+        track_list, vis, conf = track_head.tracker(cfg, jnp.dtype(config.dtype), jnp.dtype(config.param_dtype)).apply(
+            {"params": params["params"]["track_head"]["tracker"]},
             query_points,
+            fmaps,
+            iters=cfg.iters,
             frame_mask=frame_mask,
             point_mask=point_mask,
-            frames_chunk_size=config.heads_frames_chunk or None,
         )
     out = dict(track=track_list[-1], vis=vis)
     if conf is not None:
@@ -103,7 +114,8 @@ class VGGT(nn.Module):
         a shape bucket: attention ignores the padding, so the real frames' outputs do not change (the padded
         entries of the outputs are meaningless). ``apply_sigmoid=False`` returns vis/conf logits (training).
         ``track_tokens=True`` adds ``track_tokens``: {layer: [B, S, T, 2C]}, the aggregator layers the track head
-        reads, so ``track_from_tokens`` can track more queries later without running the aggregator again.
+        reads, so ``track_features`` / ``track_from_features`` can track more queries later without running the
+        aggregator again.
         """
         cfg = self.config
         if images.ndim == 4:

@@ -9,8 +9,8 @@ Tracks start in frame 0 and ``query_frames - 1`` more frames (``select_query_fra
 pixels (``select_query_points``). The official track head was trained with its queries in frame 0, so a query
 frame ``q`` is tracked in one of two ways (``method``):
 
-* ``"reorder"``: the aggregator runs once, in the original order; the track head alone runs on its tokens with the
-  frames reordered so ``q`` is first (``Predictor.track``). One aggregator pass in all.
+* ``"reorder"``: the aggregator and the track head's feature extractor run once, in the original order; the tracker
+  alone runs on those features with the frames reordered so ``q`` is first (``Predictor.track``).
 * ``"rerun"``: the whole model runs again on the frames reordered so ``q`` is first, as the model was trained
   (aggregator and track head both see ``q`` as the reference frame). One more forward per query frame.
 """
@@ -77,12 +77,12 @@ def track_query_frames(
     opts: TrackOptions = DEFAULT_TRACK_OPTIONS,
 ) -> tuple[Tracks, list[int], dict]:
     """Tracks of corner-like pixels of the chosen query frames through every frame (module docstring). ``pred``
-    must come from ``predictor(images, metas=..., keep_track_tokens=True)``. Returns (tracks in original pixels,
+    must come from ``predictor(images, metas=..., keep_track_features=True)``. Returns (tracks in original pixels,
     the query frames, seconds per stage)."""
     if predictor.config.track_head is None:
         raise ValueError("this checkpoint's model has no track head, which the reconstruction's tracks need")
-    if pred.tokens is None:
-        raise ValueError("pred has no track tokens: run the predictor with keep_track_tokens=True")
+    if pred.track_features is None:
+        raise ValueError("pred has no track features: run the predictor with keep_track_features=True")
     sample = pred.world_points_from_depth[:, ::8, ::8].reshape(-1, 3)
     frames = select_query_frames(
         pred.extrinsic, opts.query_frames, opts.frame_rule, sample[np.isfinite(sample).all(-1)]
@@ -95,8 +95,8 @@ def track_query_frames(
             continue
         tic = time.perf_counter()
         if opts.method == "reorder" or q == 0:
-            # Frame 0 is the trained case either way: the tokens of the forward pass in their own order.
-            track, vis, _ = predictor.track(pred.tokens, q, queries, chunk=opts.chunk)
+            # Frame 0 is the trained case either way: the features of the forward pass in their own order.
+            track, vis, _ = predictor.track(pred.track_features, q, queries, chunk=opts.chunk)
             seconds["track"] += time.perf_counter() - tic
         else:
             order = np.array([q] + [i for i in range(len(images)) if i != q])
@@ -144,7 +144,7 @@ def adjusted_predictions(pred: Predictions, ba: BAResult) -> Predictions:
         intrinsic=intrinsic,
         intrinsic_original=ba.intrinsics if pred.metas is not None else None,
         world_points_from_depth=points.astype(np.float32),
-        tokens=None,
+        track_features=None,
     )
 
 
@@ -161,14 +161,14 @@ def reconstruct(
     """Feed-forward predictions, tracks from several query frames and (``ba_options`` not None) bundle adjustment.
 
     ``images [S, 3, H, W]`` and ``metas`` as ``Predictor.__call__`` takes them; without metas the images are the
-    originals. ``pred``: a forward already run with ``keep_track_tokens=True`` (else it is run here, and its
-    tokens are freed at the end).
+    originals. ``pred``: a forward already run with ``keep_track_features=True`` (else it is run here, and its
+    track features are freed at the end).
     """
     report: dict = {}
     tic = time.perf_counter()
     own_forward = pred is None
     if own_forward:
-        pred = predictor(images, None, metas, keep_track_tokens=True)
+        pred = predictor(images, None, metas, keep_track_features=True)
     report["forward_seconds"] = round(time.perf_counter() - tic, 3)
     tracks, frames, seconds = track_query_frames(predictor, images, pred, track_options)
     report.update(
@@ -188,5 +188,5 @@ def reconstruct(
         adjusted = adjusted_predictions(pred, ba)
         report["ba"] = ba.report
     if own_forward:
-        pred.tokens = None  # the device buffers are not needed past the tracking
+        pred.track_features = None  # the device buffers are not needed past the tracking
     return Reconstruction(pred, tracks, frames, ba, adjusted, report)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggt_jax.geometry import closed_form_inverse_se3, mat_to_quat
+from vggt_jax.geometry import closed_form_inverse_se3, mat_to_quat, quat_to_mat
 from vggt_jax.inference.exports._common import check_array, commit_files
 
 TRAJECTORY_FILES = {"tum": "trajectory_tum.txt", "kitti": "trajectory_kitti.txt"}
@@ -55,8 +55,6 @@ def write_trajectories(
 
 def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(timestamps ``[S]``, camera-from-world extrinsics ``[S, 3, 4]``) of a TUM trajectory file."""
-    from vggt_jax.geometry import quat_to_mat
-
     rows = np.loadtxt(Path(path), comments="#", ndmin=2)
     if rows.shape[1] != 8:
         raise ValueError(
