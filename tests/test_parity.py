@@ -30,3 +30,31 @@ def test_vggt_1b_float32(fixture_file, tmp_path):
     fixture_file("vggt1b_weights.json")
     records = run_parity(fixture_file("vggt1b_s2_392x518_q16.npz"), "vggt_1b", x64=False, workdir=tmp_path, log=print)
     assert_all_pass(records)
+
+
+# VGGT-Omega (shared/fixtures/omega): the same code path, the family named by the config.
+OMEGA_NAMES = {"dino_patchtokens_frame0", "agg_tokens", "agg_rope_sin", "dense_feat3", "pose_enc", "depth"}
+
+
+def test_omega_tiny_float64(fixture_file, tmp_path):
+    fixture_file("omega/omega_tiny_weights.json")
+    records = run_parity(fixture_file("omega/omega_tiny_s3_96x144.npz"), "omega_tiny", x64=True, workdir=tmp_path)
+    assert_all_pass(records)
+    names = {r["output"] for r in records if r["pass"]}
+    assert OMEGA_NAMES | {"text_alignment_embedding", "camera_and_register_tokens"} <= names, names
+
+
+def test_omega_tiny_float32(fixture_file, tmp_path):
+    fixture_file("omega/omega_tiny_weights.json")
+    assert_all_pass(
+        run_parity(fixture_file("omega/omega_tiny_s3_96x144.npz"), "omega_tiny", x64=False, workdir=tmp_path)
+    )
+
+
+@pytest.mark.slow
+def test_vggt_omega_1b_float32(fixture_file, tmp_path):
+    fixture_file("omega/omega1b_weights.json")
+    records = run_parity(
+        fixture_file("omega/omega1b_s2_416x624.npz"), "vggt_omega_1b", x64=False, workdir=tmp_path, log=print
+    )
+    assert_all_pass(records)

@@ -19,12 +19,19 @@ DINO_VARIANTS = {
     "dinov2_vitg2_reg": dict(embed_dim=1536, depth=40, num_heads=24),
     # Not a DINOv2 release: the smallest ViT of this shape, for tests and CPU smoke runs (``micro()``).
     "micro_vit14_reg": dict(embed_dim=32, depth=1, num_heads=2),
+    # DINOv3 ViT-L/16 with 4 storage tokens, as VGGT-Omega builds it (``_build_patch_embed``).
+    "dinov3_vitl16": dict(embed_dim=1024, depth=24, num_heads=16),
+    # The Omega fixture model's DINOv3 (shared/fixtures/omega/omega_tiny_config.json) and a smaller smoke-test one.
+    "omega_tiny_vit16": dict(embed_dim=128, depth=3, num_heads=2),
+    "micro_vit16": dict(embed_dim=32, depth=1, num_heads=2),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class DinoConfig:
-    """DINOv2 patch embedder (``aggregator.patch_embed``)."""
+    """The DINO ViT patch embedder (``aggregator.patch_embed``): DINOv2 with a learned position embedding (VGGT), or
+    DINOv3 (VGGT-Omega) when ``rope_base`` > 0: axial RoPE on the patch tokens instead of a position embedding, its
+    "storage tokens" in the place of DINOv2's registers (``num_register_tokens``), and masked k-biases."""
 
     variant: str = "dinov2_vitl14_reg"
     img_size: int = 518
@@ -33,6 +40,8 @@ class DinoConfig:
     mlp_ratio: float = 4.0
     init_values: float = 1.0
     layernorm_eps: float = 1e-6
+    rope_base: float = 0.0
+    mask_k_bias: bool = False
 
     @property
     def embed_dim(self) -> int:
@@ -65,6 +74,14 @@ class AggregatorConfig:
     aa_order: tuple[str, ...] = ("frame", "global")
     aa_block_size: int = 1
     patch_embed: DinoConfig = DinoConfig()
+    # RoPE of the frame blocks: "vggt" (integer (y, x) positions, applied to every token, global blocks too) or
+    # "axial" (VGGT-Omega: DINOv3's axial RoPE on the patch tokens of frame blocks only, in float32).
+    rope_style: str = "vggt"
+    # VGGT-Omega: the global blocks of these layers attend over the special tokens of all frames only ("register
+    # attention"); the patch tokens skip them.
+    register_attention_layers: tuple[int, ...] = ()
+    # LinearKMaskedBias (VGGT-Omega): the k third of every qkv bias is ignored.
+    mask_k_bias: bool = False
     # Parameter layout of the transformer blocks (the aggregator's frame/global blocks and its DINOv2's blocks):
     # False unrolls them (``frame_blocks_3/...``, the official module tree and the converter's layout); True runs them
     # under ``nn.scan`` with parameters stacked on a leading layer axis (``frame_blocks/...`` [depth, ...]), so compile
@@ -74,6 +91,10 @@ class AggregatorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CameraHeadConfig:
+    """VGGT's AdaLN-modulated iterative refinement over the camera tokens; in the ``vggt_omega`` family, VGGT-Omega's
+    single pass with its trunk over the camera and register tokens of all frames (masked k-biases, FoV
+    ``relu(x) + 0.01``), where ``num_iterations`` and the activations do not apply."""
+
     dim_in: int = 2048
     trunk_depth: int = 4
     num_heads: int = 16
@@ -98,6 +119,12 @@ class DPTHeadConfig:
     pos_embed: bool = True
     feature_only: bool = False
     down_ratio: int = 1
+    # "conv": VGGT's output_conv1/2 after a bilinear upsampling to full resolution. "pixel_shuffle": VGGT-Omega's
+    # dense head, 1x1 ``proj`` / ``proj_conf`` convs at 1/4 resolution, each to 16 channels that pixel_shuffle(4)
+    # turns into one full-resolution channel (the prediction and its confidence).
+    output: str = "conv"
+    # VGGT's ResidualConvUnit ReLU is in-place, so its skip adds relu(x); VGGT-Omega's is not (the skip adds x).
+    inplace_relu: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +153,20 @@ class TrackHeadConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TextHeadConfig:
+    """VGGT-Omega's text-alignment head: a language token read out over the special tokens of all frames."""
+
+    dim_in: int = 2048
+    depth: int = 4
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    init_values: float = 1e-5
+
+
+FAMILIES = ("vggt", "vggt_omega")
+
+
+@dataclasses.dataclass(frozen=True)
 class VGGTConfig:
     """The whole model. ``dtype`` is the compute dtype of the aggregator and track head; the camera, depth and
     point heads always compute in ``head_dtype`` (float32 unless float64 is asked for), as upstream runs them with
@@ -133,11 +174,15 @@ class VGGTConfig:
     another). ``remat`` trades compute for activation memory in training."""
 
     name: str = "vggt_1b"
+    # "vggt" or "vggt_omega" (the successor: DINOv3, register attention, no point or track head); the checkpoint's
+    # config.json records it, so loading needs no flag.
+    family: str = "vggt"
     aggregator: AggregatorConfig = AggregatorConfig()
     camera_head: CameraHeadConfig | None = CameraHeadConfig()
     depth_head: DPTHeadConfig | None = DPTHeadConfig(output_dim=2, activation="exp")
     point_head: DPTHeadConfig | None = DPTHeadConfig(output_dim=4, activation="inv_log")
     track_head: TrackHeadConfig | None = TrackHeadConfig()
+    text_head: TextHeadConfig | None = None
     dtype: str = "float32"
     head_dtype: str = "float32"
     param_dtype: str = "float32"
@@ -155,9 +200,18 @@ class VGGTConfig:
     # The dense heads (depth, point, track features) run over this many frames at a time; 0 runs all at once.
     heads_frames_chunk: int = 1
 
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}; choose one of {FAMILIES}")
+
     @property
     def patch_size(self) -> int:
         return self.aggregator.patch_embed.patch_size
+
+    @property
+    def patch_start_idx(self) -> int:
+        """Index of the first patch token of a frame: after the camera token and the registers."""
+        return 1 + self.aggregator.num_register_tokens
 
     def replace(self, **kwargs: Any) -> VGGTConfig:
         return dataclasses.replace(self, **kwargs)
@@ -203,6 +257,7 @@ _SUBCONFIGS = {
     ("VGGTConfig", "depth_head"): DPTHeadConfig,
     ("VGGTConfig", "point_head"): DPTHeadConfig,
     ("VGGTConfig", "track_head"): TrackHeadConfig,
+    ("VGGTConfig", "text_head"): TextHeadConfig,
 }
 
 
@@ -275,7 +330,104 @@ def micro() -> VGGTConfig:
     )
 
 
-VARIANTS = {"vggt_1b": vggt_1b, "tiny": tiny, "micro": micro}
+def _omega(
+    name: str,
+    dino: DinoConfig,
+    aggregator: dict,
+    camera: dict,
+    dense: dict,
+    text: TextHeadConfig | None,
+) -> VGGTConfig:
+    return VGGTConfig(
+        name=name,
+        family="vggt_omega",
+        aggregator=AggregatorConfig(
+            patch_embed=dino,
+            mlp_ratio=4.0,
+            qk_norm=True,
+            rope_freq=100.0,
+            init_values=1e-5,
+            rope_style="axial",
+            mask_k_bias=True,
+            **aggregator,
+        ),
+        camera_head=CameraHeadConfig(init_values=1e-5, num_iterations=1, **camera),
+        depth_head=DPTHeadConfig(
+            patch_size=16, output_dim=2, activation="exp", output="pixel_shuffle", inplace_relu=False, **dense
+        ),
+        point_head=None,
+        track_head=None,
+        text_head=text,
+    )
+
+
+def _dinov3(variant: str) -> DinoConfig:
+    return DinoConfig(
+        variant=variant,
+        img_size=224,
+        patch_size=16,
+        num_register_tokens=4,
+        init_values=1e-5,
+        layernorm_eps=1e-5,
+        rope_base=100.0,
+        mask_k_bias=True,
+    )
+
+
+_OMEGA_1B = dict(
+    aggregator=dict(
+        embed_dim=1024, depth=24, num_heads=16, num_register_tokens=16, register_attention_layers=(2, 6, 9, 14, 20)
+    ),
+    camera=dict(dim_in=2048, trunk_depth=4, num_heads=16),
+    dense=dict(dim_in=2048, features=256, out_channels=(256, 512, 1024, 1024), intermediate_layer_idx=(4, 11, 17, 23)),
+)
+
+
+def vggt_omega_1b() -> VGGTConfig:
+    """``VGGTOmega()``: the ``vggt_omega_1b_512.pt`` checkpoint of facebook/VGGT-Omega (1,143,814,185 params)."""
+    return _omega("vggt_omega_1b", _dinov3("dinov3_vitl16"), text=None, **_OMEGA_1B)
+
+
+def vggt_omega_1b_text() -> VGGTConfig:
+    """``VGGTOmega(enable_alignment=True)``: the ``vggt_omega_1b_256_text.pt`` checkpoint (1,349,473,321 params),
+    meant for ``image_resolution=256``."""
+    return _omega("vggt_omega_1b_text", _dinov3("dinov3_vitl16"), text=TextHeadConfig(), **_OMEGA_1B)
+
+
+def omega_tiny() -> VGGTConfig:
+    """The 5.25M-parameter Omega fixture model of ``shared/fixtures/omega/omega_tiny_config.json``."""
+    return _omega(
+        "omega_tiny",
+        _dinov3("omega_tiny_vit16"),
+        aggregator=dict(embed_dim=128, depth=4, num_heads=4, num_register_tokens=16, register_attention_layers=(0, 2)),
+        camera=dict(dim_in=256, trunk_depth=1, num_heads=16),
+        dense=dict(dim_in=256, features=32, out_channels=(32, 64, 96, 128), intermediate_layer_idx=(0, 1, 2, 3)),
+        text=TextHeadConfig(dim_in=256, depth=2, num_heads=16),
+    )
+
+
+def omega_micro() -> VGGTConfig:
+    """The smallest model with every component of VGGT-Omega (register attention included), for tests and CPU
+    smoke runs of training. No weights exist for it."""
+    return _omega(
+        "omega_micro",
+        _dinov3("micro_vit16"),
+        aggregator=dict(embed_dim=32, depth=2, num_heads=2, num_register_tokens=4, register_attention_layers=(0,)),
+        camera=dict(dim_in=64, trunk_depth=1, num_heads=2),
+        dense=dict(dim_in=64, features=16, out_channels=(8, 16, 16, 16), intermediate_layer_idx=(0, 1, 1, 1)),
+        text=None,
+    )
+
+
+VARIANTS = {
+    "vggt_1b": vggt_1b,
+    "tiny": tiny,
+    "micro": micro,
+    "vggt_omega_1b": vggt_omega_1b,
+    "vggt_omega_1b_text": vggt_omega_1b_text,
+    "omega_tiny": omega_tiny,
+    "omega_micro": omega_micro,
+}
 
 
 def get_config(name: str) -> VGGTConfig:

@@ -99,3 +99,58 @@ def test_bf16_source_is_accepted(tmp_path, fixture_file):
     leaf = params["params"]["aggregator"]["camera_token"]
     assert leaf.dtype == jax.numpy.bfloat16
     np.testing.assert_array_equal(np.asarray(leaf), bf["aggregator.camera_token"])
+
+
+class OmegaManifestSource(ShapeOnlySource):
+    """An Omega weights table as a source: shapes only, except the persistent buffers the converter checks."""
+
+    def __init__(self, table):
+        super().__init__(table)
+        self._buffers = {w["key"]: w for w in table["weights"] if w["rule"].startswith("buffer:")}
+
+    def load(self, key):
+        from vggt_jax.parity.recipe import fixture_buffer
+
+        if key not in self._buffers:
+            raise AssertionError("a plan must not load data beyond the buffers it checks")
+        return fixture_buffer(self._buffers[key])
+
+
+@pytest.mark.parametrize(
+    "table_name, config, keys, params, buffers",
+    [
+        ("omega/omega1b_weights.json", "vggt_omega_1b", 1411, 1_143_814_185, 78),
+        ("omega/omega1b_text_manifest.json", "vggt_omega_1b_text", 1482, 1_349_473_321, 82),
+        ("omega/omega_tiny_weights.json", "omega_tiny", 332, 5_252_105, 16),
+    ],
+)
+def test_omega_manifests_map_every_key(fixture_file, table_name, config, keys, params, buffers):
+    from vggt_jax.config import get_config
+    from vggt_jax.convert.convert import detect_config
+
+    table = load_table(fixture_file(table_name))
+    assert table["num_keys"] == keys
+    target = abstract_params(get_config(config))
+    assert count_params(target) == params == table["total_params"]
+    plans = plan_conversion(OmegaManifestSource(table), target, get_config(config))
+    # Every parameter fills one leaf; the bias masks and RoPE periods are checked and consumed.
+    assert len(plans) == keys - buffers == len(jax.tree_util.tree_leaves(target))
+    if config != "omega_tiny":
+        assert detect_config(OmegaManifestSource(table)).name == config
+
+
+def test_omega_one_error_names_every_problem(fixture_file):
+    from vggt_jax.config import omega_tiny
+
+    sd = state_dict(load_table(fixture_file("omega/omega_tiny_weights.json")))
+    del sd["camera_head.trunk_norm.bias"]
+    sd["aggregator.inter_frame_blocks.9.ls1.gamma"] = np.zeros((128,), np.float32)
+    sd["dense_head.proj.weight"] = np.zeros((16, 33, 1, 1), np.float32)
+    sd["aggregator.frame_blocks.0.attn.qkv.bias_mask"] = np.ones((384,), np.float32)
+    with pytest.raises(ConversionError) as err:
+        convert_state_dict(sd, omega_tiny())
+    msg = str(err.value)
+    assert "1 missing" in msg and "camera_head/trunk_norm/bias" in msg
+    assert "1 unexpected" in msg and "aggregator.inter_frame_blocks.9.ls1.gamma" in msg
+    assert "1 wrong shape" in msg and "dense_head.proj.weight: shape [16, 33, 1, 1], expected [16, 32, 1, 1]" in msg
+    assert "1 wrong buffer value" in msg and "aggregator.frame_blocks.0.attn.qkv.bias_mask" in msg

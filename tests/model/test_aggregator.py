@@ -11,7 +11,7 @@ import pytest
 from vggt_jax.config import tiny
 from vggt_jax.convert import convert_state_dict
 from vggt_jax.model.layers import Block
-from vggt_jax.model.rope import rope_tables, token_positions
+from vggt_jax.model.rope import Rope, rope_tables, token_positions
 from vggt_jax.parity.compare import metrics
 from vggt_jax.parity.recipe import load_table, state_dict
 
@@ -35,8 +35,8 @@ def test_block_pair_with_rope_float64(tiny_case, layer):
         s, t, c = golden.shape[1], golden.shape[2], cfg.embed_dim
         x = jnp.asarray(golden[layer - 1, ..., c:])  # the global block's output feeds the next frame block
         positions = token_positions(112 // 14, 154 // 14, 5)
-        rope = rope_tables(positions, c // cfg.num_heads, cfg.rope_freq, jnp.float64)
-        global_rope = tuple(jnp.tile(r, (s, 1, 1)) for r in rope)
+        rope = Rope(*rope_tables(positions, c // cfg.num_heads, cfg.rope_freq, jnp.float64))
+        global_rope = rope.tile(s)
         block = Block(
             c, cfg.num_heads, init_values=cfg.init_values, qk_norm=True, dtype=jnp.float64, param_dtype=jnp.float64
         )

@@ -1,4 +1,4 @@
-"""Strict conversion of an official VGGT state dict into our Flax params.
+"""Strict conversion of an official VGGT or VGGT-Omega state dict into our Flax params.
 
 Every source key is used exactly once, every target leaf is filled, and shapes and dtypes are checked against
 ``jax.eval_shape`` of the model before any tensor is read; all problems are reported in one error. Tensors are
@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vggt_jax.config import VGGTConfig
-from vggt_jax.convert.rules import TRANSFORMED_SHAPE, TRANSFORMS, map_key
+from vggt_jax.config import VGGTConfig, get_config
+from vggt_jax.convert.rules import BUFFER_TRANSFORMS, TRANSFORMED_SHAPE, TRANSFORMS, map_key
 from vggt_jax.convert.sources import TensorSource, is_float_dtype, open_source
 from vggt_jax.model.layout import stacked_path, with_scan_layers
+from vggt_jax.model.rope import axial_periods
 
 
 class ConversionError(ValueError):
@@ -45,13 +46,56 @@ def abstract_params(config: VGGTConfig) -> dict:
     return jax.eval_shape(lambda i, q: model.init(jax.random.PRNGKey(0), i, q), images, queries)
 
 
-def plan_conversion(source: TensorSource, target: dict) -> list[_Plan]:
-    """Match source keys to target leaves; raise ConversionError listing every problem."""
+def detect_config(source: Any) -> VGGTConfig:
+    """The official variant a raw state dict holds, from its key names: VGGT-Omega has ``inter_frame_blocks`` (and
+    with the text head ``text_alignment_head``); anything else is taken for VGGT-1B."""
+    keys = list(open_source(source).keys())
+    if any(k.startswith("aggregator.inter_frame_blocks.") for k in keys):
+        text = any(k.startswith("text_alignment_head.") for k in keys)
+        return get_config("vggt_omega_1b_text" if text else "vggt_omega_1b")
+    return get_config("vggt_1b")
+
+
+def expected_buffer(transform: str, shape: tuple[int, ...], config: VGGTConfig) -> np.ndarray | None:
+    """What a persistent buffer of VGGT-Omega must hold for ``config`` (None for a shape it cannot have)."""
+    if len(shape) != 1:
+        return None
+    if transform == "buffer:bias_mask":
+        third, rest = divmod(shape[0], 3)
+        return None if rest else np.concatenate([np.ones(third), np.zeros(third), np.ones(third)]).astype(np.float32)
+    agg = config.aggregator
+    # Both RoPEs (DINOv3's and the aggregator's) have base 100 in every released config.
+    return axial_periods(4 * shape[0], agg.rope_freq or agg.patch_embed.rope_base)
+
+
+def _check_buffer(source: TensorSource, key: str, transform: str, config: VGGTConfig) -> str | None:
+    """None if the buffer holds what the model computes, else the problem."""
+    expected = expected_buffer(transform, source.shape(key), config)
+    if expected is None:
+        return f"{key}: shape {list(source.shape(key))} is not that of a {transform.split(':')[1]} buffer"
+    value = np.asarray(source.load(key), np.float64)
+    # periods: torch computes them in float32 on the device that built the model; allow its last-bit rounding.
+    if not np.allclose(value, expected, rtol=1e-6, atol=0):
+        return (
+            f"{key}: {transform.split(':')[1]} buffer {value[:6].tolist()}... differs from {expected[:6].tolist()}..."
+        )
+    return None
+
+
+def plan_conversion(source: TensorSource, target: dict, config: VGGTConfig | None = None) -> list[_Plan]:
+    """Match source keys to target leaves (VGGT-Omega's buffers: check their values); raise ConversionError listing
+    every problem."""
+    family = config.family if config is not None else "vggt"
     flat_target = flax.traverse_util.flatten_dict(target["params"])
-    plans, unexpected, mismatched, bad_dtype, duplicate = [], [], [], [], []
+    plans, unexpected, mismatched, bad_dtype, duplicate, bad_buffer = [], [], [], [], [], []
     claimed: dict[tuple[str, ...], str] = {}
     for key in source.keys():
-        path, transform = map_key(key)
+        path, transform = map_key(key, family)
+        if transform in BUFFER_TRANSFORMS:
+            problem = _check_buffer(source, key, transform, config)
+            if problem:
+                bad_buffer.append(problem)
+            continue
         if path not in flat_target:
             unexpected.append(key)
             continue
@@ -77,13 +121,14 @@ def plan_conversion(source: TensorSource, target: dict) -> list[_Plan]:
         ("wrong shape", mismatched),
         ("wrong dtype", bad_dtype),
         ("duplicate", duplicate),
+        ("wrong buffer value", bad_buffer),
     ):
         if items:
             problems.append(f"{len(items)} {title}:\n" + "\n".join(f"  {i}" for i in items))
     if problems:
         raise ConversionError(
-            "the checkpoint does not match the model config; is it a VGGT checkpoint of this variant?\n"
-            + "\n".join(problems)
+            f"the checkpoint does not match the model config {getattr(config, 'name', 'vggt_1b')!r}; is it a "
+            f"{family} checkpoint of this variant?\n" + "\n".join(problems)
         )
     return plans
 
@@ -119,7 +164,7 @@ def convert_state_dict(
     source = open_source(src)
     # Keys map to the unrolled layout (the official module tree); a scanned stack is assembled from its layers.
     target = abstract_params(with_scan_layers(config, False))
-    plans = plan_conversion(source, target)
+    plans = plan_conversion(source, target, config)
     dtype = jnp.dtype(dtype or config.param_dtype)
     place = place or (lambda path, a: jnp.asarray(a))
     # target path -> its source plans by layer; None: an unstacked leaf, one plan.

@@ -1,9 +1,14 @@
-"""The rename table from the official PyTorch state dict to our Flax params.
+"""The rename tables from the official PyTorch state dicts (VGGT, VGGT-Omega) to our Flax params.
 
 Each rule is (regex on the PyTorch key, replacement, transform). The first matching rule wins. After the
 replacement, the dotted key becomes a Flax path: ``frame_blocks.3.attn.qkv.kernel`` ->
 ``('frame_blocks_3', 'attn', 'qkv', 'kernel')`` (a numeric component joins the name before it, as linen names
 list members).
+
+VGGT-Omega first renames its module names to ours (``inter_frame_blocks`` are our global blocks, DINOv3's
+``storage_tokens`` its register tokens, ``dense_head`` our depth head), then goes through VGGT's rules. Its two
+kinds of persistent buffers are not parameters here: the converter checks each against the value the model uses
+(``BUFFER_TRANSFORMS``) and consumes the key.
 """
 
 from __future__ import annotations
@@ -30,7 +35,20 @@ RULES: tuple[tuple[str, str, str], ...] = (
     (r"^(.*)$", r"\1", "identity"),
 )
 
-_COMPILED = tuple((re.compile(p), r, t) for p, r, t in RULES)
+OMEGA_RULES: tuple[tuple[str, str, str], ...] = (
+    (r"^(.*)\.attn\.qkv\.bias_mask$", r"\1.attn.qkv.bias_mask", "buffer:bias_mask"),
+    (r"^(.*)\.rope_embed\.periods$", r"\1.rope_embed.periods", "buffer:periods"),
+    (r"^aggregator\.inter_frame_blocks\.(.*)$", r"aggregator.global_blocks.\1", "rename"),
+    (r"^aggregator\.patch_embed\.storage_tokens$", r"aggregator.patch_embed.register_tokens", "rename"),
+    (r"^dense_head\.(proj|proj_conf)\.weight$", r"depth_head.\1.kernel", "conv2d"),
+    (r"^dense_head\.(.*)$", r"depth_head.\1", "rename"),
+    (r"^(text_alignment_head\.embedding_projector\.2)\.weight$", r"\1.scale", "identity"),
+)
+
+FAMILY_RULES = {"vggt": RULES, "vggt_omega": OMEGA_RULES + RULES}
+BUFFER_TRANSFORMS = ("buffer:bias_mask", "buffer:periods")
+
+_COMPILED = {family: tuple((re.compile(p), r, t) for p, r, t in rules) for family, rules in FAMILY_RULES.items()}
 
 
 def _linear(w: np.ndarray) -> np.ndarray:
@@ -80,9 +98,13 @@ def to_flax_path(dotted: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def map_key(torch_key: str) -> tuple[tuple[str, ...], str]:
-    """PyTorch state-dict key -> (Flax param path, transform name)."""
-    for pattern, repl, transform in _COMPILED:
-        if pattern.match(torch_key):
-            return to_flax_path(pattern.sub(repl, torch_key)), transform
+def map_key(torch_key: str, family: str = "vggt") -> tuple[tuple[str, ...], str]:
+    """PyTorch state-dict key -> (Flax param path, transform name) for a model ``family``. A "rename" rule rewrites
+    the key and matching goes on with the next rule; a ``BUFFER_TRANSFORMS`` key has no param path."""
+    key = torch_key
+    for pattern, repl, transform in _COMPILED[family]:
+        if pattern.match(key):
+            key = pattern.sub(repl, key)
+            if transform != "rename":
+                return to_flax_path(key), transform
     raise AssertionError("the last rule matches every key")

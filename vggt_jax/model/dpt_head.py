@@ -1,4 +1,6 @@
-"""DPT head (``vggt/heads/dpt_head.py``): dense depth / point maps, or dense features for the tracker.
+"""DPT head (``vggt/heads/dpt_head.py``): dense depth / point maps, or dense features for the tracker; with
+``output="pixel_shuffle"`` VGGT-Omega's dense head (``vggt_omega/models/heads/dense_head.py``), which fuses the same
+way but predicts at 1/4 resolution and pixel-shuffles the logits to full resolution.
 
 Channels-last throughout: tokens ``[B, S, T, C]`` -> maps ``[B*S, h, w, C]``. Parameter names mirror the official
 module tree (``projects_i``, ``resize_layers_i``, ``scratch/refinenet{1..4}/resConfUnit{1,2}/conv{1,2}``, ...).
@@ -99,19 +101,20 @@ def _conv(features: int, kernel: int, dtype, param_dtype, name: str, stride: int
 
 
 class ResidualConvUnit(nn.Module):
-    """relu -> conv3x3 -> relu -> conv3x3, plus the skip. Upstream's ReLU is ``inplace=True`` and overwrites the
-    unit's input, so the skip adds ``relu(x)``, not ``x``."""
+    """relu -> conv3x3 -> relu -> conv3x3, plus the skip. VGGT's ReLU is ``inplace=True`` and overwrites the
+    unit's input, so the skip adds ``relu(x)``, not ``x``; VGGT-Omega's is not in-place (``inplace_relu=False``)."""
 
     features: int
+    inplace_relu: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.relu(x)
-        out = _conv(self.features, 3, self.dtype, self.param_dtype, "conv1")(x)
+        activated = nn.relu(x)
+        out = _conv(self.features, 3, self.dtype, self.param_dtype, "conv1")(activated)
         out = _conv(self.features, 3, self.dtype, self.param_dtype, "conv2")(nn.relu(out))
-        return out + x
+        return out + (activated if self.inplace_relu else x)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -120,27 +123,33 @@ class FeatureFusionBlock(nn.Module):
 
     features: int
     has_residual: bool = True
+    inplace_relu: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x0: jax.Array, x1: jax.Array | None = None, size: tuple[int, int] | None = None) -> jax.Array:
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(inplace_relu=self.inplace_relu, dtype=self.dtype, param_dtype=self.param_dtype)
         out = x0
         if self.has_residual:
             out = out + ResidualConvUnit(self.features, name="resConfUnit1", **kw)(x1)
         out = ResidualConvUnit(self.features, name="resConfUnit2", **kw)(out)
         size = size or (2 * out.shape[-3], 2 * out.shape[-2])
-        out = resize_bilinear_align_corners(out, size)
+        if tuple(size) != tuple(out.shape[-3:-1]):
+            out = resize_bilinear_align_corners(out, size)
         return _conv(self.features, 1, self.dtype, self.param_dtype, "out_conv")(out)
 
 
 class Scratch(nn.Module):
-    """``DPTHead.scratch``: the layer*_rn projections, the four fusion blocks and the output convolutions."""
+    """``DPTHead.scratch``: the layer*_rn projections, the four fusion blocks and (VGGT) the output convolutions.
+    VGGT's last fusion block upsamples x2 and output_conv1 follows; VGGT-Omega's (``pixel_shuffle``) keeps the 1/4
+    resolution and has no output convolutions here."""
 
     features: int
     feature_only: bool
     output_dim: int
+    output: str = "conv"
+    inplace_relu: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -148,11 +157,15 @@ class Scratch(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         f = self.features
         self.layer_rn = [_conv(f, 3, name=f"layer{i}_rn", use_bias=False, **kw) for i in range(1, 5)]
-        self.refinenet = [FeatureFusionBlock(f, has_residual=i != 4, name=f"refinenet{i}", **kw) for i in range(1, 5)]
-        self.output_conv1 = _conv(f if self.feature_only else f // 2, 3, name="output_conv1", **kw)
-        if not self.feature_only:
-            self.output_conv2_0 = _conv(32, 3, name="output_conv2_0", **kw)
-            self.output_conv2_2 = _conv(self.output_dim, 1, name="output_conv2_2", **kw)
+        self.refinenet = [
+            FeatureFusionBlock(f, has_residual=i != 4, inplace_relu=self.inplace_relu, name=f"refinenet{i}", **kw)
+            for i in range(1, 5)
+        ]
+        if self.output == "conv":
+            self.output_conv1 = _conv(f if self.feature_only else f // 2, 3, name="output_conv1", **kw)
+            if not self.feature_only:
+                self.output_conv2_0 = _conv(32, 3, name="output_conv2_0", **kw)
+                self.output_conv2_2 = _conv(self.output_dim, 1, name="output_conv2_2", **kw)
 
     def fuse(self, layers: list[jax.Array]) -> jax.Array:
         l1, l2, l3, l4 = (rn(x) for rn, x in zip(self.layer_rn, layers, strict=True))
@@ -160,6 +173,8 @@ class Scratch(nn.Module):
         out = self.refinenet[3](l4, size=hw(l3))
         out = self.refinenet[2](out, l3, size=hw(l2))
         out = self.refinenet[1](out, l2, size=hw(l1))
+        if self.output == "pixel_shuffle":
+            return self.refinenet[0](out, l1, size=hw(l1))
         out = self.refinenet[0](out, l1)
         return self.output_conv1(out)
 
@@ -256,8 +271,16 @@ class DPTHead(nn.Module):
             if cfg.pos_embed:
                 x = self._add_pos_embed(x, width / height)
             layers.append(resize[j](x))
-        scratch = Scratch(cfg.features, cfg.feature_only, cfg.output_dim, name="scratch", **kw)
+            self.sow("intermediates", f"feat{j}", layers[-1])
+        if cfg.output not in ("conv", "pixel_shuffle"):
+            raise ValueError(f"unknown DPT output {cfg.output!r}; choose 'conv' or 'pixel_shuffle'")
+        scratch = Scratch(
+            cfg.features, cfg.feature_only, cfg.output_dim, cfg.output, cfg.inplace_relu, name="scratch", **kw
+        )
         out = scratch.fuse(layers)
+        if cfg.output == "pixel_shuffle":
+            self.sow("intermediates", "fused", out)
+            return self._pixel_shuffle_output(out, width / height)
         out_hw = (int(ph * cfg.patch_size / cfg.down_ratio), int(pw * cfg.patch_size / cfg.down_ratio))
         out = resize_bilinear_align_corners(out, out_hw)
         if cfg.pos_embed:
@@ -265,6 +288,28 @@ class DPTHead(nn.Module):
         if cfg.feature_only:
             return out
         out = scratch.output_conv2(out)
+        return activate_head(out, cfg.activation, cfg.conf_activation)
+
+    def _pixel_shuffle_output(self, fused: jax.Array, aspect_ratio: float) -> tuple[jax.Array, jax.Array]:
+        """VGGT-Omega's output: fused (+ position embedding) -> ``proj`` and ``proj_conf`` 1x1 convs to r*r channels
+        each -> pixel_shuffle(r), r = patch_size / 4: output pixel (r y + i, r x + j) is channel r i + j at (y, x)."""
+        cfg = self.config
+        if cfg.patch_size % 4 or cfg.output_dim != 2:
+            raise ValueError("the pixel-shuffle dense head needs a patch size divisible by 4 and output_dim 2")
+        r = cfg.patch_size // 4
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        if cfg.pos_embed:
+            fused = self._add_pos_embed(fused, aspect_ratio)
+        logits = _conv(r * r, 1, name="proj", **kw)(fused)
+        conf_logits = _conv(r * r, 1, name="proj_conf", **kw)(fused)
+        self.sow("intermediates", "proj_out", logits)
+        self.sow("intermediates", "proj_conf_out", conf_logits)
+
+        def shuffle(x):  # [N, h, w, r*r] -> [N, r h, r w, 1]
+            n, h, w, _ = x.shape
+            return x.reshape(n, h, w, r, r).transpose(0, 1, 3, 2, 4).reshape(n, h * r, w * r, 1)
+
+        out = jnp.concatenate([shuffle(logits), shuffle(conf_logits)], axis=-1)
         return activate_head(out, cfg.activation, cfg.conf_activation)
 
     def _add_pos_embed(self, x: jax.Array, aspect_ratio: float) -> jax.Array:

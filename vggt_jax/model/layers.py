@@ -11,8 +11,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vggt_jax.model.attention import dot_product_attention
+from vggt_jax.model.rope import Rope
 
 Dtype = Any
 
@@ -94,25 +96,28 @@ class LayerScale(nn.Module):
         return x * gamma.astype(self.dtype)
 
 
-def apply_rope_2d(t: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """2D rotary embedding of ``t: [B, N, H, D]``: the first D/2 features rotate with the row (y) angle, the last
-    D/2 with the column (x) angle; within each half, rotate_half pairs feature i with i + D/4 (half-split layout,
-    not interleaved). ``cos, sin: [N, 2, D/2]`` hold the per-token (y, x) tables already duplicated as
-    ``cat([angles, angles])``."""
-    d = t.shape[-1] // 2
-    out = []
-    for axis in range(2):
-        part = t[..., axis * d : (axis + 1) * d]
-        rotated = jnp.concatenate([-part[..., d // 2 :], part[..., : d // 2]], axis=-1)
-        c = cos[None, :, None, axis, :]
-        s = sin[None, :, None, axis, :]
-        out.append(part * c + rotated * s)
-    return jnp.concatenate(out, axis=-1)
+class QKVMaskedBias(nn.Module):
+    """VGGT-Omega's ``LinearKMaskedBias``: a Dense to q, k, v whose bias is multiplied by [1, 0, 1] per third, so
+    the k part of the stored bias is ignored (upstream keeps the mask as a buffer; it is a constant here)."""
+
+    features: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+        third = self.features // 3
+        mask = np.concatenate([np.ones(third), np.zeros(third), np.ones(third)]).astype(np.dtype(self.param_dtype))
+        y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), (((x.ndim - 1,), (0,)), ((), ())))
+        return y + (bias * mask).astype(self.dtype)
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with optional qk-norm (LayerNorm over head_dim, affine) and 2D RoPE, applied in
-    that order, as ``vggt.layers.attention.Attention``."""
+    """Multi-head self-attention with optional qk-norm (LayerNorm over head_dim, affine) and RoPE, applied in
+    that order, as ``vggt.layers.attention.Attention`` (and VGGT-Omega's ``SelfAttention``, whose qkv bias may be
+    k-masked)."""
 
     dim: int
     num_heads: int
@@ -120,17 +125,21 @@ class Attention(nn.Module):
     proj_bias: bool = True
     qk_norm: bool = False
     norm_eps: float = 1e-5
+    mask_k_bias: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(
-        self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None, key_mask: jax.Array | None = None
-    ) -> jax.Array:
-        """``x: [B, N, C]``; ``rope``: (cos, sin) ``[N, 2, D/2]``; ``key_mask: [B, N]`` bool (False = padding)."""
+    def __call__(self, x: jax.Array, rope: Rope | None = None, key_mask: jax.Array | None = None) -> jax.Array:
+        """``x: [B, N, C]``; ``rope``: the rotary embedding of q and k; ``key_mask: [B, N]`` bool (False =
+        padding)."""
         b, n, c = x.shape
         head_dim = c // self.num_heads
-        qkv = nn.Dense(3 * c, use_bias=self.qkv_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="qkv")(x)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, name="qkv")
+        if self.mask_k_bias:
+            qkv = QKVMaskedBias(3 * c, **kw)(x)
+        else:
+            qkv = nn.Dense(3 * c, use_bias=self.qkv_bias, **kw)(x)
         qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
         qkv = constrain(qkv, "batch", "act_tokens", None, "act_heads", None)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -138,8 +147,7 @@ class Attention(nn.Module):
             q = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "q_norm")(q)
             k = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "k_norm")(k)
         if rope is not None:
-            q = apply_rope_2d(q, *rope)
-            k = apply_rope_2d(k, *rope)
+            q, k = rope(q), rope(k)
         out = dot_product_attention(q, k, v, key_mask).reshape(b, n, c)
         return nn.Dense(c, use_bias=self.proj_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="proj")(out)
 
@@ -153,13 +161,12 @@ class Block(nn.Module):
     init_values: float | None = None
     qk_norm: bool = False
     norm_eps: float = 1e-5
+    mask_k_bias: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(
-        self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None, key_mask: jax.Array | None = None
-    ) -> jax.Array:
+    def __call__(self, x: jax.Array, rope: Rope | None = None, key_mask: jax.Array | None = None) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         ls = (
             (lambda name: LayerScale(self.dim, self.init_values, name=name, **kw))
@@ -167,9 +174,16 @@ class Block(nn.Module):
             else (lambda name: lambda y: y)
         )
         h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm1")(x)
-        h = Attention(self.dim, self.num_heads, qk_norm=self.qk_norm, norm_eps=1e-5, name="attn", **kw)(
-            h, rope, key_mask
+        attn = Attention(
+            self.dim,
+            self.num_heads,
+            qk_norm=self.qk_norm,
+            norm_eps=1e-5,
+            mask_k_bias=self.mask_k_bias,
+            name="attn",
+            **kw,
         )
+        h = attn(h, rope, key_mask)
         x = x + ls("ls1")(h)
         h = layer_norm(self.norm_eps, self.dtype, self.param_dtype, "norm2")(x)
         h = Mlp(int(self.dim * self.mlp_ratio), self.dim, name="mlp", **kw)(h)

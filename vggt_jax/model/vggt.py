@@ -1,4 +1,6 @@
-"""The VGGT model (``vggt/models/vggt.py``): aggregator + camera, depth, point and track heads."""
+"""The VGGT model (``vggt/models/vggt.py``): aggregator + camera, depth, point and track heads; and VGGT-Omega
+(``vggt_omega/models/vggt_omega.py``, ``config.family == "vggt_omega"``): the same aggregator with DINOv3 and
+register attention, its camera head, the pixel-shuffle dense head and the optional text-alignment head."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from vggt_jax.config import VGGTConfig
 from vggt_jax.model import frame_parallel, track_head
 from vggt_jax.model.aggregator import Aggregator
 from vggt_jax.model.attention import AttentionConfig, attention_scope
-from vggt_jax.model.camera_head import CameraHead
+from vggt_jax.model.camera_head import CameraHead, OmegaCameraHead
 from vggt_jax.model.dpt_head import DPTHead
+from vggt_jax.model.text_head import TextAlignmentHead
 from vggt_jax.model.track_head import TrackHead
 
 
@@ -109,6 +112,9 @@ class VGGT(nn.Module):
         Returns a dict: ``pose_enc [B, S, 9]`` and ``pose_enc_list [iterations, B, S, 9]``, ``depth [B, S, H, W, 1]``,
         ``depth_conf [B, S, H, W]``, ``world_points [B, S, H, W, 3]``, ``world_points_conf [B, S, H, W]``, and with
         queries ``track [B, S, N, 2]``, ``track_list [iterations, B, S, N, 2]``, ``vis [B, S, N]``, ``conf [B, S, N]``.
+        VGGT-Omega returns ``pose_enc`` (``pose_enc_list`` holds its one pass), ``depth``, ``depth_conf``,
+        ``camera_and_register_tokens [B, S, R, 2C]`` and with the text head ``text_alignment_embedding [B, 2C]`` and
+        ``text_alignment_token [B, 2C]``; it has no point or track head.
 
         ``frame_mask [B, S]`` / ``point_mask [B, N]`` (bool, False = padding) let a caller pad frames and queries to
         a shape bucket: attention ignores the padding, so the real frames' outputs do not change (the padded
@@ -137,11 +143,28 @@ class VGGT(nn.Module):
         frames_chunk = cfg.heads_frames_chunk or None
         # Upstream runs these three heads with autocast disabled: full precision whatever the trunk's dtype.
         head_tokens = {k: v.astype(head_dtype) for k, v in tokens.items()}
-        if cfg.camera_head is not None:
+        last = head_tokens[cfg.aggregator.depth - 1]
+        if cfg.family == "vggt_omega":
+            s = images.shape[1]
+            out["camera_and_register_tokens"] = last[:, :, :patch_start_idx]
+            # Both heads attend across frames: sharded over frames, each shard runs them on every shard's special
+            # tokens and keeps its own frames (frame_parallel).
+            special = frame_parallel.gather_frames(last[:, :, :patch_start_idx], 1)
+            special_mask = None if frame_mask is None else frame_parallel.gather_frames(frame_mask, 1)
+            if cfg.camera_head is not None:
+                pose_enc = OmegaCameraHead(cfg.camera_head, head_dtype, param_dtype, name="camera_head")(
+                    special, special_mask
+                )
+                out["pose_enc"] = frame_parallel.local_frames(pose_enc, 1, s)
+                out["pose_enc_list"] = out["pose_enc"][None]
+            if cfg.text_head is not None:
+                head = TextAlignmentHead(cfg.text_head, head_dtype, param_dtype, name="text_alignment_head")
+                out["text_alignment_embedding"], out["text_alignment_token"] = head(special, special_mask)
+        elif cfg.camera_head is not None:
             # The camera head reads each frame's camera token and its trunk attends across frames: sharded over
             # frames, every shard runs it on all shards' camera tokens and keeps its own frames (frame_parallel).
             s = images.shape[1]
-            camera_tokens = frame_parallel.gather_frames(head_tokens[cfg.aggregator.depth - 1][:, :, :1], 1)
+            camera_tokens = frame_parallel.gather_frames(last[:, :, :1], 1)
             camera_mask = None if frame_mask is None else frame_parallel.gather_frames(frame_mask, 1)
             pose_enc_list = CameraHead(cfg.camera_head, head_dtype, param_dtype, name="camera_head")(
                 camera_tokens, camera_mask

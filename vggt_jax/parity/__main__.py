@@ -15,7 +15,9 @@ from vggt_jax.config import VARIANTS
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vggt_jax.parity", description=__doc__.splitlines()[0])
     parser.add_argument("fixture", help="a forward-case fixture .npz (its weights table must lie beside it)")
-    parser.add_argument("--config", required=True, choices=sorted(VARIANTS), help="model variant of the fixture")
+    parser.add_argument(
+        "--config", required=True, choices=sorted(VARIANTS), help="model variant of the fixture (VGGT or VGGT-Omega)"
+    )
     parser.add_argument("--x64", action="store_true", help="float64 params and compute (jax_enable_x64)")
     parser.add_argument("--workdir", default=None, help="where the temporary .safetensors is written")
     args = parser.parse_args(argv)

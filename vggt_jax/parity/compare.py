@@ -32,6 +32,9 @@ def tolerance(name: str, x64: bool) -> Tolerance:
         return Tolerance(max_abs=1e-4) if x64 else Tolerance(rmse=0.5, max_abs=2.0)
     if name in ("vis", "conf"):
         return Tolerance(max_abs=1e-6 if x64 else 0.05)
+    if "_rope_" in name and not x64:
+        # VGGT-Omega's float32 RoPE tables: one float32 ULP of sin/cos between libraries is 6e-8 (omega README).
+        return Tolerance(max_abs=1e-6)
     # Dense outputs, pose encodings and intermediates.
     return Tolerance(nrmse=1e-9, maxrel=1e-8) if x64 else Tolerance(nrmse=1e-5, maxrel=1e-4)
 

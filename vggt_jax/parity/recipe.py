@@ -28,9 +28,23 @@ def load_table(path: str | os.PathLike) -> dict:
     return table
 
 
+def fixture_buffer(row: dict) -> np.ndarray:
+    """A VGGT-Omega persistent buffer of a weights table (rule ``buffer:*``, shared/fixtures/omega/README.md): the
+    k-bias mask is regenerated, the RoPE periods are the row's listed float32 values."""
+    if row["rule"] == "buffer:bias_mask":
+        third = row["shape"][0] // 3
+        return np.concatenate([np.ones(third), np.zeros(third), np.ones(third)]).astype(np.float32)
+    if row["rule"] == "buffer:periods":
+        return np.asarray(row["values"], np.float32)
+    raise ValueError(f"unknown buffer rule {row['rule']!r} for {row['key']}")
+
+
 def iter_weights(table: dict) -> Iterator[tuple[str, np.ndarray]]:
     for w in table["weights"]:
-        yield w["key"], fixture_weight(w["key"], w["shape"], w["mean"], w["std"])
+        if w.get("rule", "").startswith("buffer:"):
+            yield w["key"], fixture_buffer(w)
+        else:
+            yield w["key"], fixture_weight(w["key"], w["shape"], w["mean"], w["std"])
 
 
 def state_dict(table: dict) -> dict[str, np.ndarray]:

@@ -1,7 +1,9 @@
-"""DINOv2 ViT with register tokens (``vggt/layers/vision_transformer.py``), the aggregator's patch embedder.
+"""The aggregator's patch embedder: DINOv2 with register tokens (VGGT, ``vggt/layers/vision_transformer.py``) or
+DINOv3 with storage tokens and axial RoPE (VGGT-Omega, ``vggt_omega/models/layers/vision_transformer.py``).
 
-Only ``x_norm_patchtokens`` is computed, which is all VGGT reads. Images are channels-last ``[N, H, W, 3]``,
-already ImageNet-normalised.
+Only ``x_norm_patchtokens`` is computed, which is all either model reads. Images are channels-last ``[N, H, W, 3]``,
+already ImageNet-normalised. The two differ only in how position enters (a learned embedding, resized to the grid,
+or RoPE on the patch tokens of every block), the masked k-bias and the LayerNorm eps, all config fields.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import jax.numpy as jnp
 from vggt_jax.config import DinoConfig
 from vggt_jax.model.layers import block_class, layer_norm
 from vggt_jax.model.resample import resize_bicubic_antialias
+from vggt_jax.model.rope import axial_rope
 
 Dtype = Any
 
@@ -71,7 +74,9 @@ class DinoVisionTransformer(nn.Module):
         c, m, r = cfg.embed_dim, cfg.grid_size, cfg.num_register_tokens
         init = nn.initializers.normal(1e-6)
         cls_token = self.param("cls_token", init, (1, 1, c), self.param_dtype)
-        pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (1, m * m + 1, c), self.param_dtype)
+        if not cfg.rope_base:
+            pos_embed = self.param("pos_embed", nn.initializers.normal(0.02), (1, m * m + 1, c), self.param_dtype)
+        # DINOv3's storage tokens take this place and name (the converter renames ``storage_tokens``).
         register_tokens = self.param("register_tokens", init, (1, r, c), self.param_dtype) if r else None
         # Frozen and unused at inference (masked-image training only), but part of the official state dict.
         self.param("mask_token", nn.initializers.zeros, (1, c), self.param_dtype)
@@ -80,7 +85,13 @@ class DinoVisionTransformer(nn.Module):
         grid_hw = (height // cfg.patch_size, width // cfg.patch_size)
         x = PatchEmbed(c, cfg.patch_size, self.dtype, self.param_dtype, name="patch_embed")(x)
         x = jnp.concatenate([jnp.broadcast_to(cls_token.astype(self.dtype), (n, 1, c)), x], axis=1)
-        x = x + self.interpolate_pos_encoding(pos_embed, grid_hw)
+        rope = None
+        if cfg.rope_base:
+            # DINOv3 builds its table in float32 (float64 after upstream's ``.double()``) and rotates q and k in it.
+            table_dtype = jnp.float64 if self.dtype == jnp.float64 else jnp.float32
+            rope = axial_rope(*grid_hw, c // cfg.num_heads, cfg.rope_base, 1 + r, table_dtype)
+        else:
+            x = x + self.interpolate_pos_encoding(pos_embed, grid_hw)
         if register_tokens is not None:
             regs = jnp.broadcast_to(register_tokens.astype(self.dtype), (n, r, c))
             x = jnp.concatenate([x[:, :1], regs, x[:, 1:]], axis=1)
@@ -90,6 +101,7 @@ class DinoVisionTransformer(nn.Module):
             cfg.mlp_ratio,
             init_values=cfg.init_values,
             norm_eps=cfg.layernorm_eps,
+            mask_k_bias=cfg.mask_k_bias,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name=name,
@@ -97,7 +109,7 @@ class DinoVisionTransformer(nn.Module):
         if self.scan_layers:
             # One block under nn.scan, its parameters stacked on a leading layer axis (``blocks/...`` [depth, ...]).
             scan = nn.scan(
-                lambda module, x, _: (module(x), None),
+                lambda module, x, _: (module(x, rope), None),
                 variable_axes={"params": 0, "intermediates": 0},
                 split_rngs={"params": True},
                 length=cfg.depth,
@@ -106,6 +118,6 @@ class DinoVisionTransformer(nn.Module):
             x, _ = scan(block("blocks"), x, None)
         else:
             for i in range(cfg.depth):
-                x = block(f"blocks_{i}")(x)
+                x = block(f"blocks_{i}")(x, rope)
         x = layer_norm(cfg.layernorm_eps, self.dtype, self.param_dtype, "norm")(x)
         return x[:, 1 + r :]
