@@ -228,3 +228,22 @@ def test_tiny_fixture_float64_through_scan_layout(fixture_file, tiny_state_dict)
             records.append(check(name, ours, arrays[key], x64=True))
     assert {r["output"] for r in records} >= {"agg_tokens", "dino_patchtokens_frame0", "depth", "track", "conf"}
     assert all(r["pass"] for r in records), [r for r in records if not r["pass"]]
+
+
+def test_omega_fixture_float64_through_scan_layout(fixture_file):
+    """VGGT-Omega in the scan layout: its register-attention layers (0 and 2 of the tiny model) pick their global
+    block's kind per scan step (``nn.cond``); the golden float64 outputs hold as in the unrolled layout."""
+    arrays, _ = load_fixture(fixture_file("omega/omega_tiny_s3_96x144.npz"))
+    sd = state_dict(load_table(fixture_file("omega/omega_tiny_weights.json")))
+    with jax.enable_x64(True):
+        cfg = with_scan_layers(fixture_model_config("omega_tiny", x64=True), True)
+        params = convert_state_dict(sd, cfg)
+        assert params["params"]["aggregator"]["global_blocks"]["attn"]["qkv"]["kernel"].shape[0] == 4
+        out, inter = run_model(cfg, params, arrays["images"], None)
+    records = []
+    for key in sorted(k for k in arrays if k.endswith("__f64") and "_rope_" not in k):
+        ours = ours_for(key.removesuffix("__f64"), out, inter, arrays["agg_layer_idx"])
+        if ours is not None:
+            records.append(check(key.removesuffix("__f64"), ours, arrays[key], x64=True))
+    assert {r["output"] for r in records} >= {"agg_tokens", "dino_patchtokens_frame0", "depth", "pose_enc"}
+    assert all(r["pass"] for r in records), [r for r in records if not r["pass"]]

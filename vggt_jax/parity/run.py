@@ -116,10 +116,12 @@ def ours_for(name: str, out: dict, inter: dict, layer_idx: np.ndarray) -> np.nda
         return out.get(name)
     if name in inter:
         return inter[name]
-    m = re.fullmatch(r"dino_patchtokens_frame0(?:_first(\d+))?", name)
+    m = re.fullmatch(r"dino_patchtokens_frame0(?:_(first|last)(\d+))?", name)
     if m:
         tokens = inter["patch_tokens"][0]
-        return tokens[: int(m.group(1))] if m.group(1) else tokens
+        if m.group(1) == "first":
+            return tokens[: int(m.group(2))]
+        return tokens[-int(m.group(2)) :] if m.group(1) == "last" else tokens
     m = re.fullmatch(r"agg_tokens(?:_(first|last)(\d+))?", name)
     if m:
         stacked = np.stack([inter[f"aggregator_layer_{int(i)}"] for i in layer_idx])
