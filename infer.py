@@ -1,6 +1,7 @@
 """VGGT inference: a folder of photos -> cameras, depth, points and tracks, with exports other tools read.
 
   python infer.py --images photos/ --hub facebook/VGGT-1B --out recon/
+  python infer.py --images photos/ --hub facebook/VGGT-Omega --out recon/   # the successor (gated weights)
   python infer.py --images 'clip.mp4' --fps 2 --checkpoint checkpoints/vggt_1b --out recon/ --track 256
   python infer.py --images photos/ --hub facebook/VGGT-1B --out recon/ --ba        # + bundle adjustment
 
@@ -16,6 +17,7 @@ import sys
 
 from absl import app, flags
 
+from vggt_jax.config import VARIANTS
 from vggt_jax.inference.run import ALL_EXPORTS, InferOptions, OutputError, run
 
 FLAGS = flags.FLAGS
@@ -23,8 +25,17 @@ flags.DEFINE_string("images", None, "folder of images, glob pattern, one image o
 flags.DEFINE_string("out", None, "output folder (must not exist or be empty, unless --overwrite)", required=True)
 flags.DEFINE_string("checkpoint", None, "orbax checkpoint dir, or an official model.safetensors / model.pt")
 flags.DEFINE_string("hub", None, "Hugging Face Hub id to download instead, e.g. facebook/VGGT-1B")
-flags.DEFINE_enum("config", "vggt_1b", ["vggt_1b", "tiny"], "model variant of a raw .safetensors/.pt checkpoint")
-flags.DEFINE_enum("mode", "crop", ["crop", "pad"], "preprocessing: crop to width 518, or pad to 518x518")
+flags.DEFINE_enum(
+    "config", None, sorted(VARIANTS), "variant of a raw .safetensors/.pt checkpoint (default: told from its keys)"
+)
+flags.DEFINE_enum(
+    "mode",
+    None,
+    ["crop", "pad", "balanced", "max_size"],
+    "preprocessing. VGGT: crop to width 518 (default) or pad to 518x518; VGGT-Omega: balanced (default, about "
+    "(resolution/16)^2 patches) or max_size (long side = resolution)",
+)
+flags.DEFINE_integer("image_resolution", None, "VGGT-Omega's preprocessing resolution (default 512; 256 text model)")
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "compute dtype (default: float32 on CPU, bf16 elsewhere)")
 flags.DEFINE_float("conf_percentile", 50.0, "drop points below this confidence percentile (as the official demos)")
 flags.DEFINE_enum("points_from", "depth", ["depth", "points"], "point cloud from depth + cameras, or the point head")
@@ -60,6 +71,7 @@ def main(argv: list[str]) -> int:
         checkpoint=FLAGS.checkpoint or FLAGS.hub,
         config=FLAGS.config,
         mode=FLAGS.mode,
+        image_resolution=FLAGS.image_resolution,
         dtype=FLAGS.dtype,
         conf_percentile=FLAGS.conf_percentile,
         point_source=FLAGS.points_from,

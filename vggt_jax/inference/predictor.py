@@ -21,7 +21,7 @@ import numpy as np
 
 from vggt_jax.config import VGGTConfig, get_config
 from vggt_jax.convert.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
-from vggt_jax.convert.convert import convert_state_dict
+from vggt_jax.convert.convert import convert_state_dict, detect_config
 from vggt_jax.geometry.cameras import depth_to_world_points
 from vggt_jax.geometry.pose_enc import pose_encoding_to_extri_intri
 from vggt_jax.inference.preprocess import ImageMeta
@@ -64,7 +64,8 @@ class Predictions:
       pose_enc: [S, 9]; pose_enc_list: [iterations, S, 9].
       extrinsic: [S, 3, 4]; intrinsic: [S, 3, 3] for the model input.
       depth, depth_conf: [S, H, W].
-      world_points, world_points_conf: [S, H, W, 3] and [S, H, W] from the point head.
+      world_points, world_points_conf: [S, H, W, 3] and [S, H, W] from the point head (None for VGGT-Omega, which
+        has none: its points are ``world_points_from_depth``).
       world_points_from_depth: [S, H, W, 3], depth unprojected with the predicted cameras (usually the more
         accurate point cloud, as the paper notes).
       track, track_list, vis, conf: [S, N, 2], [iterations, S, N, 2], [S, N], [S, N] when queries were given.
@@ -72,6 +73,8 @@ class Predictions:
         and ``track_original`` [S, N, 2] are in each original image's pixels.
       track_features: with ``predictor(..., keep_track_features=True)``, the track head's feature maps of every
         frame (on the device), for ``Predictor.track``.
+      camera_and_register_tokens: VGGT-Omega's [S, R, 2C] last-layer camera and register tokens (frame descriptors);
+        text_alignment_embedding: [2C], unit norm, with Omega's text head.
     """
 
     images: np.ndarray
@@ -81,8 +84,8 @@ class Predictions:
     intrinsic: np.ndarray
     depth: np.ndarray
     depth_conf: np.ndarray
-    world_points: np.ndarray
-    world_points_conf: np.ndarray
+    world_points: np.ndarray | None
+    world_points_conf: np.ndarray | None
     world_points_from_depth: np.ndarray
     track: np.ndarray | None = None
     track_list: np.ndarray | None = None
@@ -92,6 +95,8 @@ class Predictions:
     intrinsic_original: np.ndarray | None = None
     track_original: np.ndarray | None = None
     track_features: TrackFeatures | None = None
+    camera_and_register_tokens: np.ndarray | None = None
+    text_alignment_embedding: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array field that is set (for ``np.savez``)."""
@@ -138,14 +143,16 @@ class Predictor:
         source: str | os.PathLike,
         *,
         dtype: str | None = None,
-        config: str | VGGTConfig = "vggt_1b",
+        config: str | VGGTConfig | None = None,
         cache_dir: str | os.PathLike | None = None,
         scan_layers: bool | None = None,
         **kwargs,
     ) -> Predictor:
         """``source``: an orbax checkpoint directory (``python -m vggt_jax.convert``), an official ``.safetensors``
-        / ``.pt`` file, or a Hub id such as ``facebook/VGGT-1B``. ``dtype``: compute dtype (default float32 on CPU,
-        bfloat16 on accelerators); ``config``: the variant of a raw state dict (an orbax checkpoint names its own).
+        / ``.pt`` file, or a Hub id such as ``facebook/VGGT-1B`` or ``facebook/VGGT-Omega`` (``repo:filename`` picks
+        a file). ``dtype``: compute dtype (default float32 on CPU, bfloat16 on accelerators); ``config``: the variant
+        of a raw state dict (default: told from its keys, VGGT-1B or VGGT-Omega; an orbax checkpoint names its own,
+        model family included).
         ``scan_layers``: run the transformer blocks under ``nn.scan`` (compiles faster, same outputs) or unrolled;
         default: the checkpoint's layout (``config``'s for a raw state dict).
         """
@@ -243,10 +250,14 @@ class Predictor:
             intrinsic=intrinsic,
             depth=depth,
             depth_conf=out["depth_conf"][0, :s],
-            world_points=out["world_points"][0, :s],
-            world_points_conf=out["world_points_conf"][0, :s],
+            world_points=out["world_points"][0, :s] if "world_points" in out else None,
+            world_points_conf=out["world_points_conf"][0, :s] if "world_points_conf" in out else None,
             world_points_from_depth=world_points_from_depth.astype(np.float32),
         )
+        if "camera_and_register_tokens" in out:
+            pred.camera_and_register_tokens = out["camera_and_register_tokens"][0, :s]
+        if "text_alignment_embedding" in out:
+            pred.text_alignment_embedding = out["text_alignment_embedding"][0]
         if n is not None and "track" in out:
             pred.track = out["track"][0, :s, :n]
             pred.track_list = out["track_list"][:, 0, :s, :n]
@@ -273,10 +284,17 @@ def pad_queries(query_points: np.ndarray, size: int, dtype) -> tuple[np.ndarray,
     return padded, (np.arange(size) < n)[None]
 
 
+def is_hub_id(text: str) -> bool:
+    """``owner/name`` or ``owner/name:filename`` that is not a local path."""
+    repo = text.split(":", 1)[0]
+    return repo.count("/") == 1 and not text.startswith((".", "/", "~")) and not repo.endswith((".pt", ".safetensors"))
+
+
 def resolve_checkpoint(
-    source: str | os.PathLike, config: str | VGGTConfig = "vggt_1b", cache_dir: str | os.PathLike | None = None
+    source: str | os.PathLike, config: str | VGGTConfig | None = None, cache_dir: str | os.PathLike | None = None
 ) -> Path:
-    """An orbax checkpoint directory for ``source``, converting (once, cached) a raw state dict or Hub download."""
+    """An orbax checkpoint directory for ``source``, converting (once, cached) a raw state dict or Hub download
+    (``config``: its variant; default: told from its keys)."""
     path = Path(os.fspath(source)).expanduser()
     if path.is_dir():
         if not is_checkpoint(path):
@@ -287,7 +305,7 @@ def resolve_checkpoint(
         return path
     if not path.exists():
         text = os.fspath(source)
-        if text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith((".pt", ".safetensors")):
+        if is_hub_id(text):
             from vggt_jax.convert.hub import download
 
             path = Path(download(text))
@@ -296,7 +314,7 @@ def resolve_checkpoint(
                 f"checkpoint not found: {text}; pass an orbax checkpoint directory, a model.safetensors/.pt file or "
                 "a Hugging Face Hub id such as facebook/VGGT-1B"
             )
-    cfg = get_config(config) if isinstance(config, str) else config
+    cfg = get_config(config) if isinstance(config, str) else config or detect_config(path)
     stat = path.resolve().stat()
     key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{cfg.to_json()}".encode()).hexdigest()[:16]
     cached = Path(cache_dir or cache_root() / "checkpoints") / f"{path.stem}-{cfg.name}-{key}"

@@ -25,6 +25,7 @@ from vggt_jax.inference.preprocess import (
     original_pixel_coords,
     resolve_inputs,
 )
+from vggt_jax.inference.preprocess_omega import OMEGA_MODES, load_and_preprocess_images_omega
 
 ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks", "trajectory")
 CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview", "trajectory"})
@@ -41,8 +42,12 @@ class InferOptions:
     images: str
     out: str
     checkpoint: str
-    config: str = "vggt_1b"
-    mode: str = "crop"
+    # The variant of a raw state dict (None: told from its keys); an orbax checkpoint names its own.
+    config: str | None = None
+    # Preprocessing. VGGT: "crop" or "pad" at 518. VGGT-Omega: "balanced" or "max_size" at ``image_resolution``
+    # (default 512, 256 for the text-aligned model). None: the family's default ("crop" / "balanced").
+    mode: str | None = None
+    image_resolution: int | None = None
     dtype: str | None = None
     conf_percentile: float = 50.0
     point_source: str = "depth"
@@ -241,6 +246,25 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
         exports.commit_files(directory, {"ba_report.json": (json.dumps(report, indent=1) + "\n").encode()})
 
 
+def preprocess(opts: InferOptions, predictor: Predictor):
+    """The images as the checkpoint's model family expects them: (images, metas)."""
+    cfg = predictor.config
+    kw = dict(fps=opts.fps, max_frames=opts.max_frames)
+    if cfg.family == "vggt_omega":
+        mode = opts.mode or "balanced"
+        if mode not in OMEGA_MODES:
+            raise ValueError(
+                f"--mode {mode} is VGGT's; a VGGT-Omega checkpoint takes --mode {' or '.join(OMEGA_MODES)}"
+            )
+        resolution = opts.image_resolution or (256 if cfg.text_head is not None else 512)
+        return load_and_preprocess_images_omega(opts.images, mode, resolution, cfg.patch_size, **kw)
+    if opts.mode in OMEGA_MODES or opts.image_resolution is not None:
+        raise ValueError(
+            "--mode balanced/max_size and --image_resolution are VGGT-Omega's; VGGT takes --mode crop or pad"
+        )
+    return load_and_preprocess_images(opts.images, opts.mode or "crop", **kw)
+
+
 def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tuple[Path, Predictions]:
     """Run inference and write the exports into ``opts.out``; returns (the output folder, the predictions)."""
     step = progress or (lambda message: None)
@@ -249,15 +273,20 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
         raise ValueError(f"unknown export(s) {sorted(unknown)}; choose from {', '.join(ALL_EXPORTS)}")
     out, tmp = prepare_output(opts.out, opts.overwrite)
     try:
-        step("loading images")
-        images, metas = load_and_preprocess_images(opts.images, opts.mode, fps=opts.fps, max_frames=opts.max_frames)
-        queries = query_points(opts, metas[0], np.random.default_rng(opts.seed))
         track_opts, ba_opts = (opts.track_options(), opts.ba_options()) if opts.ba else (None, None)
         step("loading checkpoint")
         predictor = Predictor.from_checkpoint(opts.checkpoint, dtype=opts.dtype, config=opts.config)
+        cfg = predictor.config
+        step("loading images")
+        images, metas = preprocess(opts, predictor)
+        queries = query_points(opts, metas[0], np.random.default_rng(opts.seed))
+        if opts.point_source == "points" and cfg.point_head is None:
+            raise ValueError(f"{cfg.name} has no point head; use --points_from depth (points from depth + cameras)")
         if queries is not None or opts.ba:
-            if predictor.config.track_head is None:
+            if cfg.track_head is None:
                 what = "--ba (its tracks)" if opts.ba else "--track/--queries"
+                if cfg.family == "vggt_omega":
+                    raise ValueError(f"VGGT-Omega has no track head, which {what} needs; track with a VGGT checkpoint")
                 raise ValueError(f"this checkpoint's model has no track head, which {what} needs")
             tracker = predictor.config.track_head
             check_track_head_size(
