@@ -3,7 +3,8 @@
     python train.py --config configs/train_synthetic.py --workdir /tmp/run
     python train.py --config configs/train_synthetic.py:model=micro,steps=20,size=28 --workdir /tmp/smoke  # seconds
 
-Arguments (``:key=value,...``): model (micro | tiny), steps, size (image side, a multiple of 14), frames per scene,
+Arguments (``:key=value,...``): model (micro | tiny | omega_micro), steps, size (image side, a multiple of the patch
+size: 14, or 16 for Omega), frames per scene,
 batch (scenes per step), tracks (also train the track head), freeze (freeze the aggregator, as the official
 fine-tuning recipe does). One batch shape, so one compiled program.
 

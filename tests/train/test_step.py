@@ -116,3 +116,15 @@ def test_split_microbatches_keeps_every_shard():
     np.testing.assert_array_equal(split_microbatches({"x": x}, 2)["x"], [[0, 2, 4, 6], [1, 3, 5, 7]])
     with pytest.raises(ValueError, match="divisible"):
         split_microbatches({"x": jnp.arange(6)}, 4)
+
+
+def test_omega_trains_with_camera_and_depth_losses():
+    """VGGT-Omega's outputs go through the same losses (its one camera pass as a one-entry pose_enc_list, its depth
+    map) and train step, sharded on the (2, 2, 2) mesh; the loss falls over a few steps on one repeated batch."""
+    config = micro_train_config(heads=("camera", "depth"), **{"model.variant": "omega_micro", "data.img_size": 32})
+    batch = random_batch(0, b=4, s=3, h=32, w=32)
+    trainer, init, state, metrics = train(sh.make_mesh(2, 2, 2), [batch] * 4, config)
+    assert trainer.model.config.family == "vggt_omega"
+    assert all(bool(m["finite"]) for m in metrics)
+    assert {"loss/loss_camera", "loss/loss_conf_depth", "grad_norm/aggregator"} <= set(metrics[0])
+    assert metrics[-1]["loss/objective"] < metrics[0]["loss/objective"], [m["loss/objective"] for m in metrics]

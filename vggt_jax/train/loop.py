@@ -74,7 +74,11 @@ class _Preemption:
 def data_config(config: Any, mesh: jax.sharding.Mesh, eval_mode: bool = False) -> ml_collections.ConfigDict:
     """``config.data`` with the batch a multiple of this process's data-parallel devices (and, for evaluation,
     the held-out settings of ``config.eval``)."""
+    from vggt_jax.config import get_config
+
     c = ml_collections.ConfigDict(config.data.to_dict())
+    # The model's patch size (14 for VGGT, 16 for VGGT-Omega): image sides must be multiples of it.
+    c.patch_size = get_config(config.model.variant).patch_size
     local = max(sh.data_parallel_size(mesh) // jax.process_count(), 1)
     c.batch_multiple = math.lcm(int(c.batch_multiple), local * int(config.optim.accum_steps))
     if config.images_per_device:
