@@ -10,7 +10,8 @@ For every (frames, size) it measures, each in a fresh subprocess so peak memory 
             on GPU,
   xla temp  XLA's own count of the temporary buffers of the compiled program (jax only),
   load      the machine's 1-minute load average during the timed forwards (on a shared machine it moves the times).
-With ``--torch-ref PATH`` (a checkout of facebookresearch/vggt) the official model runs in the same invocation,
+With ``--torch-ref PATH`` (a checkout of facebookresearch/vggt, or of facebookresearch/vggt-omega with
+``--config vggt_omega_1b``) the official model runs in the same invocation,
 alternating with ours, and the table gets the ratios ours / official. ``--rounds`` repeats the alternation and keeps
 the median, which evens out a machine shared with other work. Weights are random (timing does not depend on them).
 """
@@ -35,6 +36,8 @@ LOADS: list[float] = []
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "vggt_jax")) and REPO not in sys.path:
     sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_info, machine_line  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------- memory probes
@@ -179,18 +182,42 @@ def child_jax(args) -> dict:
     )
 
 
+# Our variant -> the official constructor it corresponds to (random weights: timing does not depend on them).
+OFFICIAL_MODELS = {
+    "vggt_1b": ("vggt.models.vggt", "VGGT", {}),
+    "vggt_omega_1b": ("vggt_omega.models.vggt_omega", "VGGTOmega", {}),
+    "vggt_omega_1b_text": ("vggt_omega.models.vggt_omega", "VGGTOmega", {"enable_alignment": True}),
+}
+
+
+def official_model(config: str, checkout: str):
+    """The official model for ``config`` from a checkout of facebookresearch/vggt (vggt_1b) or
+    facebookresearch/vggt-omega (the Omega variants); names the checkout needed when the package is not there."""
+    import importlib
+
+    module, cls, kwargs = OFFICIAL_MODELS[config]
+    package = module.split(".")[0]
+    if not os.path.isdir(os.path.join(checkout, package)):
+        repo = "facebookresearch/vggt-omega" if package == "vggt_omega" else "facebookresearch/vggt"
+        raise SystemExit(
+            f"--torch-ref {checkout} has no {package}/ package: --config {config} needs a checkout of {repo}"
+        )
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
 def child_torch(args) -> dict:
     import torch
 
     sys.path.insert(0, os.path.abspath(args.torch_ref))
-    from vggt.models.vggt import VGGT
-
-    if args.config != "vggt_1b":
-        raise SystemExit("--torch-ref only builds the official default model (--config vggt_1b)")
+    if args.config not in OFFICIAL_MODELS:
+        raise SystemExit(f"--torch-ref builds the official models of --config {' / '.join(OFFICIAL_MODELS)} only")
+    omega = args.config.startswith("vggt_omega")
+    if omega and args.queries:
+        raise SystemExit("VGGT-Omega has no track head: --queries 0")
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
     t = time.perf_counter()
-    model = VGGT().eval().to(dev)
+    model = official_model(args.config, args.torch_ref).eval().to(dev)
     init_s = time.perf_counter() - t
     weights_rss = rss_bytes()
     images, points = _inputs(args.frames_n, args.height, args.width, args.queries)
@@ -207,7 +234,7 @@ def child_torch(args) -> dict:
     def forward():
         # The official inference recipe: no_grad, and bf16 autocast when asked (its heads opt out of autocast).
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            out = model(images, points)
+            out = model(images) if omega else model(images, points)
         if cuda:
             torch.cuda.synchronize()
         del out
@@ -437,7 +464,12 @@ def parse_args(argv=None):
     )
     ap.add_argument("--rounds", type=int, default=1, help="times each (ours, official) pair is measured")
     ap.add_argument("--impls", default="jax", help="comma-separated: jax, torch (torch is added by --torch-ref)")
-    ap.add_argument("--torch-ref", default=None, help="checkout of facebookresearch/vggt to run side by side")
+    ap.add_argument(
+        "--torch-ref",
+        default=None,
+        help="checkout of the official code to run side by side: facebookresearch/vggt for vggt_1b, "
+        "facebookresearch/vggt-omega for the vggt_omega_1b variants",
+    )
     ap.add_argument(
         "--overrides", default="{}", help='JSON of VGGTConfig fields for ours, e.g. \'{"attention": "xla"}\''
     )
@@ -501,6 +533,7 @@ def main(argv=None) -> None:
                         brief += f"peak {record['peak_bytes'] / GB:.2f} GB"
                     print(f"[{impl} {n} x {size[0]}x{size[1]}] {brief}", file=sys.stderr, flush=True)
     rows = summarize(records)
+    print(machine_line())
     print(f"config {args.config}, {args.dtype}, queries {args.queries}, overrides {args.overrides}")
     print(table(rows))
     rs = ratios(records)
@@ -509,7 +542,7 @@ def main(argv=None) -> None:
         print(ratio_table(rs))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(argv=sys.argv, records=records, rows=rows, ratios=rs), f, indent=1)
+            json.dump(dict(argv=sys.argv, machine=cpu_info(), records=records, rows=rows, ratios=rs), f, indent=1)
 
 
 if __name__ == "__main__":
