@@ -8,7 +8,8 @@
 Outputs (see README.md): predictions.npz, points.ply, scene.glb, sparse/0 (COLMAP, binary) and sparse_txt/0 (text),
 transforms.json (nerfstudio), images/, depth/ (16-bit PNG + previews), preview.png, tracks.npz + tracks_overlay.png,
 trajectory_tum.txt / trajectory_kitti.txt; with --ba, sparse/0 is the bundle-adjusted model, every camera export uses
-its cameras and ba_report.json says how it went.
+its cameras and ba_report.json says how it went. In windows (long sequences), frames/*.npy hold the dense arrays
+(memory maps) and windows.json the alignment diagnostics.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ flags.DEFINE_enum(
     "camera_model", "SIMPLE_PINHOLE", ["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL"], "--ba: COLMAP model"
 )
 flags.DEFINE_bool("shared_camera", False, "--ba: one camera for every image (one physical camera, one size)")
+flags.DEFINE_integer("window", None, "long sequences: frames per window (aligned by Sim(3) on the overlap)")
+flags.DEFINE_integer("overlap", None, "frames each window shares with the previous one (default: window / 2)")
+flags.DEFINE_integer(
+    "max_frames_per_pass", None, "more frames than this run in windows of this size (default 128 on CPU, 256 else)"
+)
+flags.DEFINE_bool("loop_closure", True, "windows: detect revisits and spread the loop error (Sim(3) pose graph)")
 flags.DEFINE_bool("progress", True, "show a progress bar")
 
 
@@ -91,6 +98,10 @@ def main(argv: list[str]) -> int:
         max_reproj_error=FLAGS.max_reproj_error,
         camera_model=FLAGS.camera_model,
         shared_camera=FLAGS.shared_camera,
+        window=FLAGS.window,
+        overlap=FLAGS.overlap,
+        max_frames_per_pass=FLAGS.max_frames_per_pass,
+        loop_closure=FLAGS.loop_closure,
     )
     from tqdm import tqdm
 
@@ -100,7 +111,7 @@ def main(argv: list[str]) -> int:
 
     def progress(message: str) -> None:
         stages.set_description(message)
-        stages.update(1)
+        stages.update(1 if stages.n < stages.total - 1 else 0)  # windows report a step per window
 
     try:
         out, pred = run(opts, progress)

@@ -75,6 +75,7 @@ class Predictions:
         frame (on the device), for ``Predictor.track``.
       camera_and_register_tokens: VGGT-Omega's [S, R, 2C] last-layer camera and register tokens (frame descriptors);
         text_alignment_embedding: [2C], unit norm, with Omega's text head.
+      frame_descriptor: [S, 2C] unit-norm pooled last-layer patch tokens (loop detection in ``reconstruct.windows``).
     """
 
     images: np.ndarray
@@ -96,6 +97,7 @@ class Predictions:
     track_original: np.ndarray | None = None
     track_features: TrackFeatures | None = None
     camera_and_register_tokens: np.ndarray | None = None
+    frame_descriptor: np.ndarray | None = None
     text_alignment_embedding: np.ndarray | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -254,6 +256,8 @@ class Predictor:
             world_points_conf=out["world_points_conf"][0, :s] if "world_points_conf" in out else None,
             world_points_from_depth=world_points_from_depth.astype(np.float32),
         )
+        if "frame_descriptor" in out:
+            pred.frame_descriptor = out["frame_descriptor"][0, :s]
         if "camera_and_register_tokens" in out:
             pred.camera_and_register_tokens = out["camera_and_register_tokens"][0, :s]
         if "text_alignment_embedding" in out:

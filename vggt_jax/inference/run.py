@@ -70,6 +70,23 @@ class InferOptions:
     max_reproj_error: float = 8.0
     camera_model: str = "SIMPLE_PINHOLE"
     shared_camera: bool = False
+    # Long sequences (vggt_jax.reconstruct.windows): windows of ``window`` frames overlapping by ``overlap``
+    # (default window // 2); automatic with windows of ``max_frames_per_pass`` when the sequence is longer.
+    window: int | None = None
+    overlap: int | None = None
+    max_frames_per_pass: int | None = None
+    loop_closure: bool = True
+
+    def window_options(self, num_frames: int):
+        """The windowing of ``num_frames`` frames, or None for one forward over all of them."""
+        from vggt_jax.reconstruct.windows import WindowOptions
+
+        limit = self.max_frames_per_pass or default_max_frames_per_pass()
+        window = self.window or (limit if num_frames > limit else None)
+        if window is None or num_frames <= window:
+            return None
+        overlap = self.overlap if self.overlap is not None else window // 2
+        return WindowOptions(window=window, overlap=overlap, loop_closure=self.loop_closure)
 
     def track_options(self):
         from vggt_jax.reconstruct.pipeline import TrackOptions
@@ -86,6 +103,15 @@ class InferOptions:
             camera_model=self.camera_model,
             shared_camera=self.shared_camera,
         )
+
+
+def default_max_frames_per_pass() -> int:
+    """Frames one forward takes before infer.py switches to windows: 128 on CPU (time), 256 on an accelerator
+    (about what 518-px frames of VGGT-1B need in bf16 on a 24 GB card with our memory use; an estimate, not
+    measured on one: set --max_frames_per_pass for your device)."""
+    import jax
+
+    return 128 if jax.default_backend() == "cpu" else 256
 
 
 def prepare_output(out: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
@@ -170,8 +196,11 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
     wanted = set(opts.exports)
     if wanted & CAMERA_EXPORTS:
         check_finite_cameras(pred, f"{sorted(wanted & CAMERA_EXPORTS)} cannot be written")
+    windowed = isinstance(pred.depth, np.memmap)
     if "npz" in wanted:
         arrays = feed_forward.arrays()
+        if windowed:  # the dense arrays already sit in frames/*.npy (memory maps); keep the small ones here
+            arrays = {k: v for k, v in arrays.items() if not isinstance(v, np.memmap)}
         if recon is not None:
             arrays.update(
                 ba_extrinsic=pred.extrinsic,
@@ -191,7 +220,8 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
     if wanted & {"ply", "glb", "colmap", "transforms", "preview"}:
         cloud = pred.world_points_from_depth if opts.point_source == "depth" else pred.world_points
         conf = pred.depth_conf if opts.point_source == "depth" else pred.world_points_conf
-        points = exports.select_points(
+        select = exports.select_points_per_frame if windowed else exports.select_points
+        points = select(
             cloud,
             conf,
             pred.images,
@@ -265,6 +295,37 @@ def preprocess(opts: InferOptions, predictor: Predictor):
     return load_and_preprocess_images(opts.images, opts.mode or "crop", **kw)
 
 
+def run_windowed(predictor, images, metas, window_opts, directory: Path, tracking: bool, step) -> Predictions:
+    """Windowed inference (``reconstruct.windows``) of a long sequence; the frames' arrays are memory-mapped from
+    ``directory/frames/*.npy`` and the windows' diagnostics go to ``directory/windows.json``."""
+    from vggt_jax.reconstruct.windows import run_windows
+
+    if tracking:
+        raise ValueError(
+            f"{len(images)} frames run in windows of {window_opts.window}, and --track/--queries/--ba do not work "
+            "across windows yet; run them on at most --max_frames_per_pass frames"
+        )
+
+    def predict(frames: np.ndarray) -> Predictions:
+        return predictor(images[frames], metas=[metas[i] for i in frames])
+
+    step(f"{len(images)} frames in windows of {window_opts.window} (overlap {window_opts.overlap})")
+    result = run_windows(predict, len(images), window_opts, directory / "frames", step)
+    pred = result.predictions
+    pred.metas = list(metas)
+    pred.intrinsic_original = np.stack(
+        [m.intrinsics_to_original(k) for m, k in zip(metas, pred.intrinsic, strict=True)]
+    )
+    report = dict(
+        windows=result.windows,
+        loops=result.loops,
+        pose_graph=result.pose_graph,
+        options=dataclasses.asdict(window_opts),
+    )
+    exports.commit_files(directory, {"windows.json": (json.dumps(report, indent=1) + "\n").encode()})
+    return pred
+
+
 def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tuple[Path, Predictions]:
     """Run inference and write the exports into ``opts.out``; returns (the output folder, the predictions)."""
     step = progress or (lambda message: None)
@@ -294,8 +355,12 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
                 corr_levels=tracker.tracker.corr_levels,
                 down_ratio=tracker.feature_extractor.down_ratio,
             )
-        step(f"compiling and running on {len(images)} frames of {images.shape[-2]}x{images.shape[-1]}")
-        pred = predictor(images, queries, metas, keep_track_features=opts.ba)
+        window_opts = opts.window_options(len(images))
+        if window_opts is not None:
+            pred = run_windowed(predictor, images, metas, window_opts, tmp, queries is not None or opts.ba, step)
+        else:
+            step(f"compiling and running on {len(images)} frames of {images.shape[-2]}x{images.shape[-1]}")
+            pred = predictor(images, queries, metas, keep_track_features=opts.ba)
         recon = None
         if opts.ba:
             from vggt_jax.reconstruct.pipeline import reconstruct

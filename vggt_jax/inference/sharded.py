@@ -42,6 +42,7 @@ _FRAME_DIM = {
     "track_list": 2,
     "vis": 1,
     "conf": 1,
+    "frame_descriptor": 1,
 }
 
 
@@ -54,7 +55,7 @@ def frame_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = FRA
 
 
 def output_names(config: VGGTConfig, with_queries: bool) -> list[str]:
-    names = []
+    names = ["frame_descriptor"]
     if config.camera_head is not None:
         names += ["pose_enc", "pose_enc_list"]
     if config.depth_head is not None:

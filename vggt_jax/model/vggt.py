@@ -119,6 +119,7 @@ class VGGT(nn.Module):
         ``frame_mask [B, S]`` / ``point_mask [B, N]`` (bool, False = padding) let a caller pad frames and queries to
         a shape bucket: attention ignores the padding, so the real frames' outputs do not change (the padded
         entries of the outputs are meaningless). ``apply_sigmoid=False`` returns vis/conf logits (training).
+        Both families add ``frame_descriptor [B, S, 2C]`` (unit norm; the last layer's pooled patch tokens).
         ``track_tokens=True`` adds ``track_tokens``: {layer: [B, S, T, 2C]}, the aggregator layers the track head
         reads, so ``track_features`` / ``track_from_features`` can track more queries later without running the
         aggregator again.
@@ -144,6 +145,10 @@ class VGGT(nn.Module):
         # Upstream runs these three heads with autocast disabled: full precision whatever the trunk's dtype.
         head_tokens = {k: v.astype(head_dtype) for k, v in tokens.items()}
         last = head_tokens[cfg.aggregator.depth - 1]
+        # A per-frame descriptor for loop detection over long sequences (reconstruct.windows): the last layer's patch
+        # tokens, mean-pooled and unit-normalised.
+        pooled = jnp.mean(last[:, :, patch_start_idx:], axis=2)
+        out["frame_descriptor"] = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
         if cfg.family == "vggt_omega":
             s = images.shape[1]
             out["camera_and_register_tokens"] = last[:, :, :patch_start_idx]

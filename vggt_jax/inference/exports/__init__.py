@@ -11,7 +11,13 @@ Typical use (``p`` numpy predictions, ``metas`` from ``vggt_jax.inference.prepro
 Optional dependencies: trimesh (scene.glb), matplotlib (previews); the rest needs numpy and Pillow only.
 """
 
-from vggt_jax.inference.exports._common import ExportError, PointSelection, commit_files, select_points
+from vggt_jax.inference.exports._common import (
+    ExportError,
+    PointSelection,
+    commit_files,
+    select_points,
+    select_points_per_frame,
+)
 from vggt_jax.inference.exports.colmap import colmap_model_files, write_colmap
 from vggt_jax.inference.exports.depth import encode_depth, read_depth_png, write_depth_maps
 from vggt_jax.inference.exports.nerfstudio import transforms_dict, write_transforms_json
@@ -43,6 +49,7 @@ __all__ = [
     "read_depth_png",
     "read_tum",
     "select_points",
+    "select_points_per_frame",
     "transforms_dict",
     "tum_text",
     "write_colmap",

@@ -155,6 +155,45 @@ def select_points(
     )
 
 
+def select_points_per_frame(
+    points: np.ndarray,
+    conf: np.ndarray,
+    colors: np.ndarray,
+    *,
+    conf_percentile: float = 50.0,
+    min_conf: float = 1e-5,
+    mask: np.ndarray | None = None,
+    max_points: int | None = None,
+    seed: int = 0,
+) -> PointSelection:
+    """``select_points`` one frame at a time, for memory-mapped predictions of long sequences (windowed inference):
+    the confidence percentile is each frame's own and every frame keeps at most ``max_points / S`` points, so no
+    more than one frame's arrays are read at once."""
+    num_frames = len(points)
+    budget = None if max_points is None else max(1, max_points // num_frames)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for f in range(num_frames):
+        try:
+            part = select_points(
+                np.asarray(points[f : f + 1]),
+                np.asarray(conf[f : f + 1]),
+                np.asarray(colors[f : f + 1]),
+                conf_percentile=conf_percentile,
+                min_conf=min_conf,
+                mask=None if mask is None else mask[f : f + 1],
+                max_points=budget,
+                seed=int(rng.integers(2**31)),
+            )
+        except ExportError:
+            continue
+        parts.append(dataclasses.replace(part, frame=np.full(len(part), f)))
+    if not parts:
+        raise ExportError("no point passes the confidence filter (lower conf_percentile, or check the mask)")
+    fields = [f.name for f in dataclasses.fields(PointSelection)]
+    return PointSelection(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
+
+
 def scene_scale(xyz: np.ndarray) -> float:
     """A robust size of the point cloud (2-98 percentile box diagonal), for drawing cameras at a sensible size."""
     low, high = np.percentile(xyz, [2, 98], axis=0)
