@@ -93,3 +93,29 @@ def test_scan_layout_sharded_equals_unrolled_single_device(mesh, kv_exchange):
         scanned = frame_sharded_apply(VGGT(with_scan_layers(cfg, True)), mesh, kv_exchange=kv_exchange)
         out = scanned(stack_layers(params, cfg), jnp.asarray(images))
     assert_outputs_close(out, ref)
+
+
+def test_windows_over_a_frame_sharded_predictor(mesh, tmp_path):
+    """Windowed inference composes with frame sharding: each window split over the mesh gives the windowed result
+    of a single-device predictor (float64, micro model, 10 frames in windows of 6 / overlap 2)."""
+    from vggt_jax.reconstruct.windows import WindowOptions, run_windows
+
+    cfg = micro().replace(dtype="float64", head_dtype="float64", param_dtype="float64", track_head=None)
+    images = np.random.default_rng(3).uniform(size=(10, 3, 28, 28))
+    opts = WindowOptions(window=6, overlap=2, loop_closure=False)
+    with jax.enable_x64(True):
+        params = random_params(VGGT(cfg), images[None, :2])
+        fc2 = params["params"]["camera_head"]["pose_branch"]["fc2"]  # a positive field of view: finite cameras
+        fc2["kernel"] = fc2["kernel"].at[:, 7:9].set(0.0)
+        fc2["bias"] = fc2["bias"].at[7:9].set(0.25)
+        results = [
+            run_windows(lambda idx, p=p: p(images[idx]), 10, opts, tmp_path / name).predictions
+            for name, p in (
+                ("single", Predictor(cfg, params, compilation_cache=False)),
+                ("sharded", FrameShardedPredictor(cfg, params, mesh=mesh, compilation_cache=False)),
+            )
+        ]
+    for key in ("extrinsic", "depth", "world_points_from_depth"):
+        np.testing.assert_allclose(
+            getattr(results[1], key), getattr(results[0], key), rtol=1e-6, atol=1e-6
+        )  # stored as float32
