@@ -64,6 +64,9 @@ flags.DEFINE_integer(
     "max_frames_per_pass", None, "more frames than this run in windows of this size (default 128 on CPU, 256 else)"
 )
 flags.DEFINE_bool("loop_closure", True, "windows: detect revisits and spread the loop error (Sim(3) pose graph)")
+flags.DEFINE_bool(
+    "shard_frames", False, "split each forward's frames over every local device (N devices hold N times the frames)"
+)
 flags.DEFINE_bool("progress", True, "show a progress bar")
 
 
@@ -102,6 +105,7 @@ def main(argv: list[str]) -> int:
         overlap=FLAGS.overlap,
         max_frames_per_pass=FLAGS.max_frames_per_pass,
         loop_closure=FLAGS.loop_closure,
+        shard_frames=FLAGS.shard_frames,
     )
     from tqdm import tqdm
 

@@ -8,6 +8,13 @@ weights: time and memory do not depend on the values): compile first (a forward 
 then the timed run. ``peak`` is peak RSS beyond the RSS after compiling (bench_infer's meter); the windowed run
 writes its frames to memory-mapped files and drops their pages as it goes. ``one-shot`` pads to the Predictor's
 frame bucket (e.g. 400 -> 512), as a user's run would. Loop closure is off (it adds one window per loop found).
+
+``--modes infer`` runs the whole of ``infer.py`` instead (``vggt_jax.inference.run``: a folder of PNGs of the
+``--size`` preprocessed to 518 px wide, windows, every export but tracks) with the 0.2M-parameter ``micro`` model,
+so that what is measured is the pipeline around the model (loading, frames on disk, exports): its peak is the RSS
+beyond the RSS before the run, compile included.
+
+  python benchmarks/bench_windows.py --modes infer --frames 50,100,200,400 --size 392x518
 """
 
 from __future__ import annotations
@@ -27,7 +34,59 @@ from machine import cpu_info, machine_line  # noqa: E402
 GB = 1024**3
 
 
+def _checkpoint(config: str, directory: str):
+    """Random weights with a positive field of view (finite cameras), saved as an orbax checkpoint."""
+    import jax
+    import jax.numpy as jnp
+
+    from vggt_jax.config import get_config
+    from vggt_jax.convert.checkpoint import save_checkpoint
+    from vggt_jax.model.random_init import random_params
+    from vggt_jax.model.vggt import VGGT
+
+    cfg = get_config(config).replace(track_head=None)
+    params = random_params(VGGT(cfg), jax.ShapeDtypeStruct((1, 2, 3, 28, 28), jnp.float32))
+    fc2 = params["params"]["camera_head"]["pose_branch"]["fc2"]
+    fc2["kernel"] = fc2["kernel"].at[:, 7:9].set(0.0)
+    fc2["bias"] = fc2["bias"].at[7:9].set(0.25)
+    return save_checkpoint(os.path.join(directory, "ckpt"), cfg, params)
+
+
+def infer_child(args) -> dict:
+    """The whole infer.py run on ``args.frames`` PNGs (written before the meter starts)."""
+    import numpy as np
+    from PIL import Image
+
+    from vggt_jax.inference.run import InferOptions, run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = _checkpoint("micro", tmp)
+        folder = os.path.join(tmp, "images")
+        os.makedirs(folder)
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+        for k in range(args.frames):  # a drifting texture, so neighbouring frames look alike
+            Image.fromarray(np.roll(base, 2 * k, axis=1)).save(os.path.join(folder, f"{k:05d}.png"))
+        opts = InferOptions(
+            images=folder,
+            out=os.path.join(tmp, "out"),
+            checkpoint=str(ckpt),
+            window=args.window,
+            overlap=args.overlap,
+            loop_closure=False,
+            exports=["npz", "ply", "colmap", "transforms", "depth", "trajectory"],
+        )
+        meter = Meter("cpu")
+        meter.start()
+        t = time.perf_counter()
+        run(opts)
+        seconds = time.perf_counter() - t
+    return dict(time_s=seconds, compile_s=float("nan"), peak_bytes=meter.peak())
+
+
 def child(args) -> dict:
+    if args.mode == "infer":
+        return infer_child(args)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -99,7 +158,8 @@ def main() -> None:
         return
     rows = [run(int(f), m, args) for f in args.frames.split(",") for m in args.modes.split(",")]
     print(machine_line())
-    print(f"{args.config}, {args.size}, float32, window {args.window} / overlap {args.overlap}, loop closure off\n")
+    model = "micro (infer)" if args.modes == "infer" else args.config
+    print(f"{model}, {args.size}, float32, window {args.window} / overlap {args.overlap}, loop closure off\n")
     print("| frames | mode | compile (s) | time (s) | s / frame | peak beyond compile (GB) |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -42,7 +42,7 @@ def test_infer_in_windows(tmp_path, micro_ckpt):
         checkpoint=str(micro_ckpt),
         window=4,
         overlap=2,
-        exports=["npz", "ply", "trajectory"],
+        exports=["npz", "ply", "trajectory", "depth", "colmap"],
     )
     out, pred = run(opts)
     report = json.loads((out / "windows.json").read_text())
@@ -55,6 +55,14 @@ def test_infer_in_windows(tmp_path, micro_ckpt):
     with np.load(out / "predictions.npz") as npz:
         assert npz["extrinsic"].shape == (6, 3, 4) and "depth" not in npz.files  # dense arrays live in frames/
     images, metas = load_and_preprocess_images(EXAMPLE)
+    # The model input stays memory-mapped in frames/ (loaded one image at a time) and is not copied again.
+    np.testing.assert_array_equal(np.load(out / "frames" / "images.npy", mmap_mode="r"), images)
+    assert isinstance(pred.images, np.memmap) and Path(pred.images.filename).name == "images.npy"
+    stored = ["depth", "depth_conf", "extrinsic", "images", "intrinsic", "world_points", "world_points_conf"]
+    stored.append("world_points_from_depth")
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{k}.npy" for k in stored]
+    assert len(list((out / "depth").glob("*.png"))) == 6 and len(list((out / "confidence").glob("*.png"))) == 6
+    assert (out / "sparse" / "0" / "points3D.bin").stat().st_size > 0
     first = Predictor.from_checkpoint(micro_ckpt, compilation_cache=False)(images[:4], metas=metas[:4])
     np.testing.assert_allclose(depth[:2], first.depth[:2], rtol=1e-6)  # frames only window 0 holds
     np.testing.assert_allclose(pred.extrinsic[:2], first.extrinsic[:2], atol=1e-6)

@@ -174,3 +174,30 @@ def test_video_file_via_pyav(tmp_path):
     broken.write_bytes(b"\0" * 100)
     with pytest.raises(ImageInputError, match="broken.mp4"):
         load_and_preprocess_images(broken)
+
+
+def test_dangling_symlink_in_a_folder_is_named(folder):
+    (folder / "d.png").symlink_to(folder / "gone.png")
+    with pytest.raises(ImageInputError, match=r"1 symbolic link\(s\) point to a missing file \(d.png -> .*gone.png\)"):
+        load_and_preprocess_images(folder)
+
+
+@pytest.mark.parametrize("family", ["vggt", "omega"])
+def test_into_a_memory_map_is_the_same_images(folder, family, tmp_path_factory):
+    """Long sequences load into a .npy memory map one image at a time: same bits, same metas, no spool left."""
+    from vggt_jax.inference.preprocess_omega import load_and_preprocess_images_omega
+
+    gradient(90, 40).save(folder / "d_wide.png")  # a second size: the common padding is exercised
+    load = {
+        "vggt": lambda **kw: load_and_preprocess_images(folder, target_size=56, **kw),
+        "omega": lambda **kw: load_and_preprocess_images_omega(folder, "balanced", 64, 16, **kw),
+    }[family]
+    with pytest.warns(UserWarning, match="different shapes"):
+        images, metas = load()
+    out = tmp_path_factory.mktemp("mapped") / "images.npy"
+    with pytest.warns(UserWarning, match="different shapes"):
+        mapped, mapped_metas = load(into=out)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, images)
+    assert mapped_metas == metas
+    assert [p.name for p in out.parent.iterdir()] == ["images.npy"]

@@ -140,6 +140,13 @@ def _file_input(path: Path) -> ImageInput:
 
 
 def _image_files(candidates: list[Path], where: str) -> list[Path]:
+    dangling = [p for p in candidates if p.is_symlink() and not p.exists() and not p.name.startswith(".")]
+    if dangling:
+        links = ", ".join(f"{p.name} -> {os.readlink(p)}" for p in dangling[:5]) + (" ..." if len(dangling) > 5 else "")
+        raise ImageInputError(
+            f"{where}: {len(dangling)} symbolic link(s) point to a missing file ({links}); restore the target(s) "
+            "or remove the link(s), so that no frame goes missing"
+        )
     files = [p for p in candidates if p.is_file() and not p.name.startswith(".")]
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
     skipped = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
@@ -157,8 +164,11 @@ def _image_files(candidates: list[Path], where: str) -> list[Path]:
     return images
 
 
-def resolve_inputs(source: Source, *, fps: float = 1.0, max_frames: int | None = None) -> list[ImageInput]:
-    """The images a source names, in order. See the module docstring for what a source can be."""
+def resolve_inputs(
+    source: Source, *, fps: float = 1.0, max_frames: int | None = None
+) -> list[ImageInput] | VideoFrames:
+    """The images a source names, in order (a video's frames are decoded as they are iterated). See the module
+    docstring for what a source can be."""
     if isinstance(source, Image.Image):
         return [ImageInput("image_0000.png", None, lambda: source)]
     if isinstance(source, (str, os.PathLike)):
@@ -167,7 +177,7 @@ def resolve_inputs(source: Source, *, fps: float = 1.0, max_frames: int | None =
         if path.is_dir():
             return [_file_input(p) for p in _image_files(sorted(path.iterdir()), f"folder {path}")]
         if path.is_file():
-            return _video_inputs(path, fps, max_frames) if _is_video(path) else [_file_input(path)]
+            return VideoFrames(path, fps, max_frames) if _is_video(path) else [_file_input(path)]
         if any(c in text for c in "*?["):
             matches = sorted(Path(p) for p in globlib.glob(text, recursive=True))
             if not matches:
@@ -188,14 +198,29 @@ def resolve_inputs(source: Source, *, fps: float = 1.0, max_frames: int | None =
     return inputs
 
 
-def _video_inputs(path: Path, fps: float, max_frames: int | None) -> list[ImageInput]:
-    """Decode a video and keep one frame every ``1 / fps`` seconds (the first frame always)."""
-    if fps <= 0:
-        raise ImageInputError(f"fps must be > 0 to sample frames from {path}, got {fps}")
-    frames = list(_sample_frames(path, fps, max_frames))
-    if not frames:
-        raise ImageInputError(f"video {path} has no decodable frame")
-    return [ImageInput(f"{path.stem}_frame{index:06d}.png", None, lambda f=frame: f) for index, frame in frames]
+class VideoFrames:
+    """The frames of a video, one every ``1 / fps`` seconds (the first always), as ``ImageInput``s decoded while
+    they are iterated: a long video is never in memory at once. ``len()`` decodes it once to count."""
+
+    def __init__(self, path: Path, fps: float, max_frames: int | None):
+        if fps <= 0:
+            raise ImageInputError(f"fps must be > 0 to sample frames from {path}, got {fps}")
+        self.path, self.fps, self.max_frames = path, fps, max_frames
+        self._count: int | None = None
+
+    def __iter__(self) -> Iterator[ImageInput]:
+        count = 0
+        for index, frame in _sample_frames(self.path, self.fps, self.max_frames):
+            count += 1
+            yield ImageInput(f"{self.path.stem}_frame{index:06d}.png", None, lambda f=frame: f)
+        if count == 0:
+            raise ImageInputError(f"video {self.path} has no decodable frame")
+        self._count = count
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self)
+        return self._count
 
 
 def _sample_frames(path: Path, fps: float, max_frames: int | None) -> Iterator[tuple[int, Image.Image]]:
@@ -316,8 +341,116 @@ def _to_float(arrays: list[np.ndarray]) -> np.ndarray:
     return np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
 
 
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """One image resized (and cropped) for the model, before the common padding: ``pixels [h, w, 3] uint8``, the
+    original ``(H, W)``, ``scale`` and ``offset`` (original pixel -> ``pixels``) and the content ``box`` in it."""
+
+    pixels: np.ndarray
+    original_hw: tuple[int, int]
+    scale: tuple[float, float]
+    offset: tuple[float, float]
+    box: tuple[int, int, int, int]
+
+
+class _Spool:
+    """The fitted images' pixels until every size is known: in memory, or appended to one file (``path``) so that a
+    long sequence holds one image at a time."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.shapes, self.offsets, self.arrays, self.size = path, [], [], [], 0
+        self.file = open(path, "wb") if path is not None else None  # noqa: SIM115 (closed in finish / close)
+
+    def append(self, pixels: np.ndarray) -> None:
+        self.shapes.append(pixels.shape)
+        if self.file is None:
+            self.arrays.append(pixels)
+            return
+        self.offsets.append(self.size)
+        self.file.write(np.ascontiguousarray(pixels, np.uint8).tobytes())
+        self.size += pixels.size
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if self.file is None:
+            return self.arrays[k]
+        count = math.prod(self.shapes[k])
+        return np.fromfile(self.path, np.uint8, count=count, offset=self.offsets[k]).reshape(self.shapes[k])
+
+    def finish(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def close(self) -> None:
+        self.finish()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def fit_and_pad(
+    source: Source,
+    fit: Callable[[Image.Image, str], Fitted],
+    *,
+    fps: float = 1.0,
+    max_frames: int | None = None,
+    into: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, list[ImageMeta]]:
+    """Both families' loading: every image of ``source`` decoded and ``fit`` (resize / crop), then centre-padded
+    with white to the largest H and W (with a warning when sizes differ, as upstream) -> ``images [N, 3, H, W]
+    float32`` (``uint8 / 255``) and one ``ImageMeta`` each.
+
+    ``into``: a ``.npy`` path: the images are written there and returned as a read-only memory map, and only one
+    image is in memory at a time (long sequences); the fitted pixels wait in a spool file beside it."""
+    target = None if into is None else Path(into)
+    spool = _Spool(None if target is None else target.with_name(f".{target.name}.spool"))
+    try:
+        placed = []
+        for item in resolve_inputs(source, fps=fps, max_frames=max_frames):
+            fitted = fit(to_rgb(item.load(), item.path or item.name), item.path or item.name)
+            spool.append(fitted.pixels)
+            placed.append((item.name, item.path, dataclasses.replace(fitted, pixels=np.empty(0, np.uint8))))
+        spool.finish()
+        shapes = {shape[:2] for shape in spool.shapes}
+        out_h, out_w = max(s[0] for s in shapes), max(s[1] for s in shapes)
+        if len(shapes) > 1:
+            warnings.warn(
+                f"Found images with different shapes (H, W): {sorted(shapes)}; centre-padding all of them with "
+                f"white to {out_h}x{out_w}",
+                stacklevel=3,
+            )
+        shape = (len(placed), 3, out_h, out_w)
+        if target is None:
+            images = np.empty(shape, np.float32)
+        else:
+            images = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=shape)
+        metas = []
+        for k, (name, path, f) in enumerate(placed):
+            pixels, dx, dy = _pad_to(spool[k], out_h, out_w)
+            images[k] = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+            x0, y0, x1, y1 = f.box
+            offset = (float(f.offset[0] + dx), float(f.offset[1] + dy))
+            box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+            metas.append(ImageMeta(name, path, f.original_hw, (out_h, out_w), f.scale, offset, box))
+        if target is not None:
+            images.flush()
+            del images
+            images = np.load(target, mmap_mode="r")
+    except BaseException:
+        if target is not None:
+            target.unlink(missing_ok=True)
+        raise
+    finally:
+        spool.close()
+    return images, metas
+
+
 def load_and_preprocess_images(
-    source: Source, mode: Mode = "crop", *, target_size: int = 518, fps: float = 1.0, max_frames: int | None = None
+    source: Source,
+    mode: Mode = "crop",
+    *,
+    target_size: int = 518,
+    fps: float = 1.0,
+    max_frames: int | None = None,
+    into: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, list[ImageMeta]]:
     """Upstream's ``load_and_preprocess_images``.
 
@@ -327,6 +460,7 @@ def load_and_preprocess_images(
         ``target_size`` if taller; "pad": long side -> ``target_size``, padded with white to a square.
       target_size: 518 upstream; any multiple of 14.
       fps, max_frames: frame sampling for a video source.
+      into: write the images to this ``.npy`` file and return it memory-mapped (``fit_and_pad``).
     Returns:
       ``images [N, 3, H, W] float32`` in [0, 1] and one ``ImageMeta`` per image. Images of different shapes (crop
       mode) are centre-padded with white to the largest H and W, with a warning, as upstream.
@@ -335,11 +469,10 @@ def load_and_preprocess_images(
         raise ValueError(f"mode must be 'crop' or 'pad', got {mode!r}")
     if target_size % PATCH_SIZE:
         raise ValueError(f"target_size must be a multiple of {PATCH_SIZE}, got {target_size}")
-    arrays, layouts = [], []
-    for item in resolve_inputs(source, fps=fps, max_frames=max_frames):
-        rgb = to_rgb(item.load(), item.path or item.name)
+
+    def fit(rgb: Image.Image, name: str) -> Fitted:
         width, height = rgb.size
-        new_width, new_height = _fit_size(width, height, mode, target_size, item.path or item.name)
+        new_width, new_height = _fit_size(width, height, mode, target_size, name)
         arr = np.asarray(rgb.resize((new_width, new_height), Image.Resampling.BICUBIC))
         left = top = 0
         if mode == "crop" and new_height > target_size:
@@ -348,33 +481,9 @@ def load_and_preprocess_images(
         if mode == "pad":
             arr, left, top = _pad_to(arr, target_size, target_size)
         box = (max(left, 0), max(top, 0), left + new_width, min(top + new_height, arr.shape[0]))
-        scale = (new_width / width, new_height / height)
-        arrays.append(arr)
-        layouts.append((item, (height, width), scale, (left, top), box))
+        return Fitted(arr, (height, width), (new_width / width, new_height / height), (left, top), box)
 
-    shapes = {a.shape[:2] for a in arrays}
-    out_h, out_w = max(s[0] for s in shapes), max(s[1] for s in shapes)
-    if len(shapes) > 1:
-        warnings.warn(
-            f"Found images with different shapes (H, W): {sorted(shapes)}; centre-padding all of them with "
-            f"white to {out_h}x{out_w}",
-            stacklevel=2,
-        )
-    metas = []
-    for k, (item, original_hw, scale, (left, top), (x0, y0, x1, y1)) in enumerate(layouts):
-        arrays[k], dx, dy = _pad_to(arrays[k], out_h, out_w)
-        metas.append(
-            ImageMeta(
-                item.name,
-                item.path,
-                original_hw,
-                (out_h, out_w),
-                scale,
-                (float(left + dx), float(top + dy)),
-                (x0 + dx, y0 + dy, x1 + dx, y1 + dy),
-            )
-        )
-    return _to_float(arrays), metas
+    return fit_and_pad(source, fit, fps=fps, max_frames=max_frames, into=into)
 
 
 def load_and_preprocess_images_square(
@@ -413,6 +522,15 @@ def original_pixel_coords(metas: Sequence[ImageMeta]) -> np.ndarray:
     height, width = metas[0].processed_hw
     grid = np.stack(np.meshgrid(np.arange(width), np.arange(height)), axis=-1)
     return np.stack([meta.points_to_original(grid) for meta in metas])
+
+
+def original_pixels(metas: Sequence[ImageMeta], frame: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """``[P, 2]`` float64: ``original_pixel_coords(metas)[frame, row, col]`` without the dense array."""
+    out = np.empty((len(frame), 2), np.float64)
+    for f in np.unique(frame):
+        at = frame == f
+        out[at] = metas[f].points_to_original(np.stack([col[at], row[at]], axis=-1))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- checks

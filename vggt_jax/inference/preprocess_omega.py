@@ -10,12 +10,12 @@ palette images with transparency lose their alpha there); we composite every tra
 from __future__ import annotations
 
 import math
-import warnings
+import os
 
 import numpy as np
 from PIL import Image
 
-from vggt_jax.inference.preprocess import ImageMeta, Source, _pad_to, _to_float, resolve_inputs, to_rgb
+from vggt_jax.inference.preprocess import Fitted, ImageMeta, Source, fit_and_pad
 
 OMEGA_MODES = ("balanced", "max_size")
 
@@ -57,38 +57,27 @@ def load_and_preprocess_images_omega(
     *,
     fps: float = 1.0,
     max_frames: int | None = None,
+    into: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, list[ImageMeta]]:
     """Upstream's ``load_and_preprocess_images`` of VGGT-Omega -> ``images [N, 3, H, W] float32`` in [0, 1] (equal
     bit for bit to upstream's tensor) and one ``ImageMeta`` per image. Images of different sizes are padded with
     white (1.0) to the largest H and W, centred, with a warning. The 256-px text model is meant for
-    ``image_resolution=256``."""
+    ``image_resolution=256``. ``into``: write the images to this ``.npy`` file, memory-mapped (``fit_and_pad``)."""
     if mode not in OMEGA_MODES:
         raise ValueError(f"mode must be one of {OMEGA_MODES} for VGGT-Omega, got {mode!r}")
     if image_resolution <= 0 or patch_size <= 0:
         raise ValueError(f"image_resolution and patch_size must be positive, got {image_resolution}, {patch_size}")
     if image_resolution % patch_size:
         raise ValueError(f"image_resolution {image_resolution} is not a multiple of the patch size {patch_size}")
-    arrays, layouts = [], []
-    for item in resolve_inputs(source, fps=fps, max_frames=max_frames):
-        rgb = to_rgb(item.load(), item.path or item.name)
+
+    def fit(rgb: Image.Image, name: str) -> Fitted:
+        del name
         width, height = rgb.size
         left, top, crop_w, crop_h = aspect_crop(width, height)
         cropped = rgb.crop((left, top, left + crop_w, top + crop_h)) if (crop_w, crop_h) != (width, height) else rgb
         new_h, new_w = target_size(crop_w, crop_h, mode, image_resolution, patch_size)
-        arrays.append(np.asarray(cropped.resize((new_w, new_h), Image.Resampling.BICUBIC)))
         scale = (new_w / crop_w, new_h / crop_h)
-        layouts.append((item, (height, width), scale, (-left * scale[0], -top * scale[1]), (new_w, new_h)))
+        pixels = np.asarray(cropped.resize((new_w, new_h), Image.Resampling.BICUBIC))
+        return Fitted(pixels, (height, width), scale, (-left * scale[0], -top * scale[1]), (0, 0, new_w, new_h))
 
-    shapes = {a.shape[:2] for a in arrays}
-    out_h, out_w = max(s[0] for s in shapes), max(s[1] for s in shapes)
-    if len(shapes) > 1:
-        warnings.warn(
-            f"Found images with different shapes (H, W): {sorted(shapes)}; padding to a common size {out_h}x{out_w}",
-            stacklevel=2,
-        )
-    metas = []
-    for k, (item, original_hw, scale, (ox, oy), (new_w, new_h)) in enumerate(layouts):
-        arrays[k], dx, dy = _pad_to(arrays[k], out_h, out_w)
-        box = (dx, dy, dx + new_w, dy + new_h)
-        metas.append(ImageMeta(item.name, item.path, original_hw, (out_h, out_w), scale, (ox + dx, oy + dy), box))
-    return _to_float(arrays), metas
+    return fit_and_pad(source, fit, fps=fps, max_frames=max_frames, into=into)

@@ -22,7 +22,7 @@ from vggt_jax.inference.preprocess import (
     ImageInputError,
     check_track_head_size,
     load_and_preprocess_images,
-    original_pixel_coords,
+    original_pixels,
     resolve_inputs,
 )
 from vggt_jax.inference.preprocess_omega import OMEGA_MODES, load_and_preprocess_images_omega
@@ -33,6 +33,20 @@ CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview", "tr
 
 class OutputError(ValueError):
     """The output folder cannot be written; the message names it and the fix."""
+
+
+class ContentMasks:
+    """``[S, H, W]`` content masks (``ImageMeta.content_mask``) made only for the frames sliced (``masks[a:b]``),
+    so a long sequence's export never holds them all."""
+
+    def __init__(self, metas):
+        self.metas = metas
+
+    def __len__(self) -> int:
+        return len(self.metas)
+
+    def __getitem__(self, frames: slice) -> np.ndarray:
+        return np.stack([m.content_mask() for m in self.metas[frames]])
 
 
 @dataclasses.dataclass
@@ -76,12 +90,14 @@ class InferOptions:
     overlap: int | None = None
     max_frames_per_pass: int | None = None
     loop_closure: bool = True
+    # Frame-sharded inference (vggt_jax.inference.sharded): each forward's frames split over every local device.
+    shard_frames: bool = False
 
     def window_options(self, num_frames: int):
         """The windowing of ``num_frames`` frames, or None for one forward over all of them."""
         from vggt_jax.reconstruct.windows import WindowOptions
 
-        limit = self.max_frames_per_pass or default_max_frames_per_pass()
+        limit = self.max_frames_per_pass or default_max_frames_per_pass(self.shard_frames)
         window = self.window or (limit if num_frames > limit else None)
         if window is None or num_frames <= window:
             return None
@@ -105,13 +121,15 @@ class InferOptions:
         )
 
 
-def default_max_frames_per_pass() -> int:
-    """Frames one forward takes before infer.py switches to windows: 128 on CPU (time), 256 on an accelerator
+def default_max_frames_per_pass(shard_frames: bool = False) -> int:
+    """Frames one forward takes before infer.py switches to windows: 128 on CPU (time), 256 per accelerator
     (about what 518-px frames of VGGT-1B need in bf16 on a 24 GB card with our memory use; an estimate, not
-    measured on one: set --max_frames_per_pass for your device)."""
+    measured on one: set --max_frames_per_pass for your device), times the devices when frames are sharded."""
     import jax
 
-    return 128 if jax.default_backend() == "cpu" else 256
+    if jax.default_backend() == "cpu":
+        return 128
+    return 256 * (jax.local_device_count() if shard_frames else 1)
 
 
 def prepare_output(out: str | os.PathLike, overwrite: bool) -> tuple[Path, Path]:
@@ -221,12 +239,13 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
         cloud = pred.world_points_from_depth if opts.point_source == "depth" else pred.world_points
         conf = pred.depth_conf if opts.point_source == "depth" else pred.world_points_conf
         select = exports.select_points_per_frame if windowed else exports.select_points
+        masks = ContentMasks(metas)
         points = select(
             cloud,
             conf,
             pred.images,
             conf_percentile=opts.conf_percentile,
-            mask=np.stack([m.content_mask() for m in metas]),
+            mask=masks if windowed else masks[:],
             max_points=opts.max_points,
             seed=opts.seed,
         )
@@ -242,7 +261,7 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
         for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
             exports.commit_files(directory / sub, colmap_io.model_files(recon.ba.reconstruction, fmt))
     elif "colmap" in wanted:
-        pixels = original_pixel_coords(metas)
+        observed = original_pixels(metas, points.frame, points.row, points.col)
         for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
             exports.write_colmap(
                 directory / sub,
@@ -251,7 +270,7 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
                 pred.intrinsic_original,
                 original_hw,
                 names,
-                pixels_xy=pixels,
+                observed_xy=observed,
                 fmt=fmt,
             )
     if "transforms" in wanted:
@@ -276,10 +295,11 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
         exports.commit_files(directory, {"ba_report.json": (json.dumps(report, indent=1) + "\n").encode()})
 
 
-def preprocess(opts: InferOptions, predictor: Predictor):
-    """The images as the checkpoint's model family expects them: (images, metas)."""
+def preprocess(opts: InferOptions, predictor: Predictor, into: Path | None = None):
+    """The images as the checkpoint's model family expects them: (images, metas); with ``into``, a memory map of
+    that ``.npy`` file, loaded one image at a time."""
     cfg = predictor.config
-    kw = dict(fps=opts.fps, max_frames=opts.max_frames)
+    kw = dict(fps=opts.fps, max_frames=opts.max_frames, into=into)
     if cfg.family == "vggt_omega":
         mode = opts.mode or "balanced"
         if mode not in OMEGA_MODES:
@@ -310,7 +330,7 @@ def run_windowed(predictor, images, metas, window_opts, directory: Path, trackin
         return predictor(images[frames], metas=[metas[i] for i in frames])
 
     step(f"{len(images)} frames in windows of {window_opts.window} (overlap {window_opts.overlap})")
-    result = run_windows(predict, len(images), window_opts, directory / "frames", step)
+    result = run_windows(predict, len(images), window_opts, directory / "frames", step, images=images)
     pred = result.predictions
     pred.metas = list(metas)
     pred.intrinsic_original = np.stack(
@@ -336,10 +356,17 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
     try:
         track_opts, ba_opts = (opts.track_options(), opts.ba_options()) if opts.ba else (None, None)
         step("loading checkpoint")
-        predictor = Predictor.from_checkpoint(opts.checkpoint, dtype=opts.dtype, config=opts.config)
+        if opts.shard_frames:
+            from vggt_jax.inference.sharded import FrameShardedPredictor as predictor_class
+        else:
+            predictor_class = Predictor
+        predictor = predictor_class.from_checkpoint(opts.checkpoint, dtype=opts.dtype, config=opts.config)
         cfg = predictor.config
         step("loading images")
-        images, metas = preprocess(opts, predictor)
+        # Into frames/images.npy, one image at a time: a long sequence keeps it there (memory-mapped); a sequence
+        # that runs in one forward reads it back into memory.
+        (tmp / "frames").mkdir()
+        images, metas = preprocess(opts, predictor, into=tmp / "frames" / "images.npy")
         queries = query_points(opts, metas[0], np.random.default_rng(opts.seed))
         if opts.point_source == "points" and cfg.point_head is None:
             raise ValueError(f"{cfg.name} has no point head; use --points_from depth (points from depth + cameras)")
@@ -359,6 +386,8 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
         if window_opts is not None:
             pred = run_windowed(predictor, images, metas, window_opts, tmp, queries is not None or opts.ba, step)
         else:
+            images = np.array(images)
+            shutil.rmtree(tmp / "frames")
             step(f"compiling and running on {len(images)} frames of {images.shape[-2]}x{images.shape[-1]}")
             pred = predictor(images, queries, metas, keep_track_features=opts.ba)
         recon = None

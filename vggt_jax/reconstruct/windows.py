@@ -168,17 +168,17 @@ def _moved(pred: Predictions, rows: np.ndarray, matrix: np.ndarray) -> dict[str,
     return out
 
 
-def _store_shapes(first: Predictions, num_frames: int) -> dict:
-    s, _, height, width = first.images.shape
-    del s
+def _store_shapes(first: Predictions, num_frames: int, with_images: bool) -> dict:
+    height, width = first.images.shape[-2:]
     shapes = {
-        "images": ((num_frames, 3, height, width), np.float32),
         "extrinsic": ((num_frames, 3, 4), np.float64),
         "intrinsic": ((num_frames, 3, 3), np.float64),
         "depth": ((num_frames, height, width), np.float32),
         "depth_conf": ((num_frames, height, width), np.float32),
         "world_points_from_depth": ((num_frames, height, width, 3), np.float32),
     }
+    if with_images:
+        shapes["images"] = ((num_frames, 3, height, width), np.float32)
     if first.world_points is not None:
         shapes["world_points"] = ((num_frames, height, width, 3), np.float32)
         shapes["world_points_conf"] = ((num_frames, height, width), np.float32)
@@ -192,7 +192,7 @@ def _write_frames(store: FrameStore, frames: np.ndarray, arrays: dict, new_weigh
         w = float(new_weight[row])
         take_camera = w >= 0.5
         for key in ("depth", "depth_conf", "world_points", "world_points_conf", "images"):
-            if key in arrays:
+            if key in arrays and key in store.arrays:
                 value = arrays[key][row]
                 store[key][frame] = value if w >= 1.0 else (1 - w) * store[key][frame] + w * value
         if take_camera:
@@ -231,10 +231,13 @@ def run_windows(
     options: WindowOptions | None = None,
     directory: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    images: np.ndarray | None = None,
 ) -> WindowedPredictions:
     """Windowed inference over ``num_frames`` frames (module docstring). ``predict(indices)`` returns the
     ``Predictions`` of those frames; ``directory`` holds the memory-mapped outputs (needed when there is more than
-    one window). With one window (``num_frames <= window``) this is exactly ``predict(all frames)``."""
+    one window). With one window (``num_frames <= window``) this is exactly ``predict(all frames)``. ``images``:
+    the model input of every frame (e.g. ``preprocess``'s memory map), which then becomes ``predictions.images``
+    instead of a copy in ``directory``."""
     opts = options or WindowOptions()
     step = progress or (lambda message: None)
     windows = plan_windows(num_frames, opts.window, opts.overlap)
@@ -253,7 +256,7 @@ def run_windows(
         step(f"window {k + 1}/{len(windows)}: frames {frames[0]}-{frames[-1]}")
         pred = predict(frames)
         if store is None:
-            store = FrameStore(Path(directory), _store_shapes(pred, num_frames))
+            store = FrameStore(Path(directory), _store_shapes(pred, num_frames, images is None))
         if pred.frame_descriptor is not None:
             if descriptors is None:
                 descriptors = np.zeros((num_frames, pred.frame_descriptor.shape[-1]), np.float32)
@@ -289,7 +292,7 @@ def run_windows(
         if graph is not None:
             for record, matrix in zip(records, graph.pop("nodes"), strict=True):
                 record["scale"] = sim3_parts(matrix)[0]
-    return WindowedPredictions(_predictions(store), records, loops, graph, Path(directory))
+    return WindowedPredictions(_predictions(store, images), records, loops, graph, Path(directory))
 
 
 def detect_loops(descriptors: np.ndarray, opts: WindowOptions) -> list[tuple[int, int, float]]:
@@ -363,12 +366,12 @@ def close_loops(predict, store, descriptors, owner, nodes, edges, opts, step):
     return loops, dict(rms_before=before, rms_after=after, nodes=new_nodes)
 
 
-def _predictions(store: FrameStore) -> Predictions:
+def _predictions(store: FrameStore, images: np.ndarray | None) -> Predictions:
     arrays = store.read_only()
     height, width = arrays["depth"].shape[1:]
     pose_enc = extri_intri_to_pose_encoding(arrays["extrinsic"], arrays["intrinsic"], (height, width))
     return Predictions(
-        images=arrays["images"],
+        images=arrays["images"] if images is None else images,
         pose_enc=pose_enc,
         pose_enc_list=pose_enc[None],
         extrinsic=np.array(arrays["extrinsic"]),

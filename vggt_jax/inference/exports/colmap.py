@@ -32,9 +32,11 @@ from vggt_jax.inference.exports._common import (
 )
 
 
-def _observations(points: PointSelection, extrinsics, intrinsics, pixels_xy) -> np.ndarray:
+def _observations(points: PointSelection, extrinsics, intrinsics, pixels_xy, observed_xy) -> np.ndarray:
     """``[P, 2]`` observation of each point in its own frame, COLMAP pixel convention."""
-    if pixels_xy is not None:
+    if observed_xy is not None:
+        xy = check_array("observed_xy", observed_xy, (len(points), 2)).astype(np.float64)
+    elif pixels_xy is not None:
         xy = points.gather(pixels_xy).astype(np.float64)
     else:
         xy, _ = project_points(points.xyz[:, None, :], extrinsics[points.frame], intrinsics[points.frame])
@@ -50,6 +52,7 @@ def colmap_model_files(
     image_names: list[str],
     *,
     pixels_xy: np.ndarray | None = None,
+    observed_xy: np.ndarray | None = None,
     fmt: Literal["bin", "txt"] = "bin",
 ) -> dict[str, bytes]:
     """The files of the model as ``{name: bytes}``; arguments as ``write_colmap``."""
@@ -66,7 +69,7 @@ def colmap_model_files(
     if points.frame.max(initial=0) >= count:
         raise ExportError(f"points refer to frame {points.frame.max()} but there are {count} cameras")
 
-    xy = _observations(points, extrinsics, intrinsics, pixels_xy)
+    xy = _observations(points, extrinsics, intrinsics, pixels_xy, observed_xy)
     # Keypoints grouped by frame (stable, so select_points' order is kept within a frame).
     order = np.argsort(points.frame, kind="stable")
     starts = np.searchsorted(points.frame[order], np.arange(count + 1))
@@ -88,6 +91,7 @@ def write_colmap(
     image_names: list[str],
     *,
     pixels_xy: np.ndarray | None = None,
+    observed_xy: np.ndarray | None = None,
     fmt: Literal["bin", "txt"] = "bin",
 ) -> list[Path]:
     """Write a COLMAP sparse model into ``directory`` (e.g. ``<out>/sparse/0``).
@@ -99,9 +103,18 @@ def write_colmap(
       image_sizes_hw: ``[S, 2]`` original (H, W); image_names: the names COLMAP looks for in its image folder.
       pixels_xy: ``[S, H, W, 2]`` original-image position (VGGT grid) of every dense pixel, for the observations
         (``preprocess.original_pixel_coords``); None projects each point instead.
+      observed_xy: or ``[P, 2]``, the same for the selected points only (``preprocess.original_pixels``: no
+        dense array, for long sequences).
       fmt: "bin" or "txt".
     """
     files = colmap_model_files(
-        points, extrinsics, intrinsics, image_sizes_hw, image_names, pixels_xy=pixels_xy, fmt=fmt
+        points,
+        extrinsics,
+        intrinsics,
+        image_sizes_hw,
+        image_names,
+        pixels_xy=pixels_xy,
+        observed_xy=observed_xy,
+        fmt=fmt,
     )
     return commit_files(directory, files)

@@ -11,16 +11,16 @@ The maps keep the model's resolution (``H x W`` of the model input), like the ar
 
 from __future__ import annotations
 
-import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from vggt_jax.inference.exports._common import ExportError, check_array, check_names, commit_files
+from vggt_jax.inference.exports._common import Content, ExportError, check_array, check_names, commit_files
 
 UINT16_MAX = 65535
 
@@ -35,13 +35,6 @@ def colormap(values: np.ndarray, name: str) -> np.ndarray:
     return np.where(np.isnan(values)[..., None], 0, np.round(rgb * 255)).astype(np.uint8)
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """``[H, W]`` uint8/uint16 or ``[H, W, 3]`` uint8 -> PNG bytes (uint16 stays 16-bit)."""
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def stems(image_names: Sequence[str], count: int) -> list[str]:
     """File stems for per-frame outputs, unique (``a.jpg`` and ``a.png`` would collide)."""
     out = [Path(n).stem for n in check_names(image_names, count)]
@@ -50,14 +43,55 @@ def stems(image_names: Sequence[str], count: int) -> list[str]:
     return out
 
 
+def depth_unit(depth: np.ndarray) -> float:
+    """The ``unit`` of ``[S, H, W]`` depth (its largest positive finite value maps to 65535), a frame at a time."""
+    largest = 0.0
+    for frame in depth:
+        frame = np.asarray(frame, np.float64)
+        valid = np.isfinite(frame) & (frame > 0)
+        if valid.any():
+            largest = max(largest, float(frame[valid].max()))
+    if largest == 0.0:
+        raise ExportError("depth has no positive finite value to export")
+    return largest / UINT16_MAX
+
+
+def quantize_depth(depth: np.ndarray, unit: float) -> np.ndarray:
+    """Depth (any shape) -> uint16 ``round(depth / unit)`` in [1, 65535], 0 where depth <= 0 or not finite."""
+    depth = np.asarray(depth, np.float64)
+    valid = np.isfinite(depth) & (depth > 0)
+    return np.where(valid, np.clip(np.round(np.where(valid, depth, 0) / unit), 1, UINT16_MAX), 0).astype(np.uint16)
+
+
 def encode_depth(depth: np.ndarray) -> tuple[np.ndarray, float]:
     """``[S, H, W]`` depth -> (``[S, H, W]`` uint16, unit) with ``depth ~= value * unit``; 0 where depth <= 0/NaN."""
-    valid = np.isfinite(depth) & (depth > 0)
-    if not valid.any():
-        raise ExportError("depth has no positive finite value to export")
-    unit = float(depth[valid].max()) / UINT16_MAX
-    values = np.where(valid, np.clip(np.round(np.where(valid, depth, 0) / unit), 1, UINT16_MAX), 0)
-    return values.astype(np.uint16), unit
+    unit = depth_unit(depth)
+    return quantize_depth(depth, unit), unit
+
+
+def _png(make: Callable[[], np.ndarray]) -> Callable[[BinaryIO], None]:
+    """A ``commit_files`` content that renders its picture only when written (one frame in memory at a time)."""
+    return lambda f: Image.fromarray(make()).save(f, format="PNG")
+
+
+def _depth_preview(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame, np.float64)
+    valid = np.isfinite(frame) & (frame > 0)
+    low, high = np.percentile(frame[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    return colormap(np.where(valid, (frame - low) / max(high - low, 1e-12), np.nan), "turbo")
+
+
+def _log_conf(frame: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(frame, np.float64), 1e-12))
+
+
+def log_conf_range(conf: np.ndarray, max_samples: int = 1 << 24) -> tuple[float, float]:
+    """The 1st and 99th percentiles of ``log(conf)`` over every frame (of an even subsample of at most
+    ``max_samples`` pixels when there are more: long sequences), the confidence previews' shared scale."""
+    stride = max(1, -(-conf.size // max_samples))
+    sample = np.concatenate([_log_conf(frame).reshape(-1)[::stride] for frame in conf])
+    low, high = np.percentile(sample[np.isfinite(sample)], [1, 99])
+    return float(low), float(high)
 
 
 def write_depth_maps(
@@ -69,22 +103,20 @@ def write_depth_maps(
     """Write the depth PNGs, their scale, the previews and (with ``conf [S, H, W]``) the confidence previews.
 
     Args:
-      depth: ``[S, H, W]`` or ``[S, H, W, 1]`` camera z in VGGT's (scene-normalised) units.
+      depth: ``[S, H, W]`` or ``[S, H, W, 1]`` camera z in VGGT's (scene-normalised) units; a memory map is read a
+        frame at a time (long sequences).
       image_names: one per frame; the output files are named after their stems.
     """
-    depth = np.asarray(depth, np.float64)
+    depth = np.asarray(depth)
     if depth.ndim == 4 and depth.shape[-1] == 1:
         depth = depth[..., 0]
     depth = check_array("depth", depth, (None, None, None))
     names = stems(image_names, len(depth))
-    values, unit = encode_depth(depth)
-    files: dict[str, bytes] = {}
-    for stem, value, frame in zip(names, values, depth, strict=True):
-        files[f"depth/{stem}.png"] = png_bytes(value)
-        valid = np.isfinite(frame) & (frame > 0)
-        low, high = np.percentile(frame[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-        scaled = np.where(valid, (frame - low) / max(high - low, 1e-12), np.nan)
-        files[f"depth_preview/{stem}.png"] = png_bytes(colormap(scaled, "turbo"))
+    unit = depth_unit(depth)
+    files: dict[str, Content] = {}
+    for k, stem in enumerate(names):
+        files[f"depth/{stem}.png"] = _png(lambda k=k: quantize_depth(depth[k], unit))
+        files[f"depth_preview/{stem}.png"] = _png(lambda k=k: _depth_preview(depth[k]))
     sidecar = {
         "encoding": "16-bit greyscale PNG, depth = value * unit, value 0 = no depth",
         "unit": unit,
@@ -93,10 +125,12 @@ def write_depth_maps(
     }
     files["depth/depth_scale.json"] = json.dumps(sidecar, indent=2).encode("utf-8")
     if conf is not None:
-        log_conf = np.log(np.maximum(check_array("conf", conf, depth.shape).astype(np.float64), 1e-12))
-        low, high = np.percentile(log_conf[np.isfinite(log_conf)], [1, 99])
-        for stem, frame in zip(names, log_conf, strict=True):
-            files[f"confidence/{stem}.png"] = png_bytes(colormap((frame - low) / max(high - low, 1e-12), "viridis"))
+        conf = check_array("conf", conf, depth.shape)
+        low, high = log_conf_range(conf)
+        for k, stem in enumerate(names):
+            files[f"confidence/{stem}.png"] = _png(
+                lambda k=k: colormap((_log_conf(conf[k]) - low) / max(high - low, 1e-12), "viridis")
+            )
     return commit_files(directory, files)
 
 
