@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from vggt_jax.geometry.cameras import warp_intrinsics
+from vggt_jax.inference.pages import release_pages
 
 Mode = Literal["crop", "pad"]
 Source = str | os.PathLike | Sequence[str | os.PathLike | Image.Image] | Image.Image
@@ -430,8 +431,10 @@ def fit_and_pad(
             offset = (float(f.offset[0] + dx), float(f.offset[1] + dy))
             box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
             metas.append(ImageMeta(name, path, f.original_hw, (out_h, out_w), f.scale, offset, box))
+            if k % 8 == 7:
+                release_pages(images)
         if target is not None:
-            images.flush()
+            release_pages(images)
             del images
             images = np.load(target, mmap_mode="r")
     except BaseException:

@@ -21,7 +21,6 @@ A window whose overlap has too few confident points raises ``WindowAlignmentErro
 from __future__ import annotations
 
 import dataclasses
-import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from vggt_jax.geometry.alignment import apply_similarity, transform_extrinsics
 from vggt_jax.geometry.cameras import depth_to_world_points
 from vggt_jax.geometry.pose_enc import extri_intri_to_pose_encoding
+from vggt_jax.inference.pages import release_pages
 from vggt_jax.inference.predictor import Predictions
 from vggt_jax.reconstruct.sim3 import RobustFit, optimize_pose_graph, robust_sim3, sim3_parts
 
@@ -107,13 +107,8 @@ class FrameStore:
         return self.arrays[key]
 
     def release(self) -> None:
-        """Write the dirty pages back and drop them from this process's memory (they stay in the page cache), so
-        resident memory stays flat however many frames the files hold."""
-        for array in self.arrays.values():
-            array.flush()
-            handle = getattr(array, "_mmap", None)
-            if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
-                handle.madvise(mmap.MADV_DONTNEED)
+        """Write the dirty pages back and drop them from this process's memory (pages.release_pages)."""
+        release_pages(*self.arrays.values())
 
     def read_only(self) -> dict[str, np.ndarray]:
         for array in self.arrays.values():
@@ -284,6 +279,7 @@ def run_windows(
         owner[frames[weight >= 0.5]] = k
         records.append(_window_record(k, frames, matrix, fit, store["depth"][frames[0]]))
         store.release()
+        release_pages(images)
         prev = pred
     del prev
     loops, graph = [], None

@@ -17,6 +17,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from vggt_jax.inference.pages import release_pages
+
 
 class ExportError(ValueError):
     """Predictions that cannot be exported as given (shapes, names, empty point sets); the message says which."""
@@ -187,6 +189,9 @@ def select_points_per_frame(
             )
         except ExportError:
             continue
+        finally:
+            if f % 8 == 7 or f == num_frames - 1:
+                release_pages(points, conf, colors)
         parts.append(dataclasses.replace(part, frame=np.full(len(part), f)))
     if not parts:
         raise ExportError("no point passes the confidence filter (lower conf_percentile, or check the mask)")

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from vggt_jax.inference.exports._common import Content, ExportError, check_array, check_names, commit_files
+from vggt_jax.inference.pages import frames, release_pages
 
 UINT16_MAX = 65535
 
@@ -46,7 +47,7 @@ def stems(image_names: Sequence[str], count: int) -> list[str]:
 def depth_unit(depth: np.ndarray) -> float:
     """The ``unit`` of ``[S, H, W]`` depth (its largest positive finite value maps to 65535), a frame at a time."""
     largest = 0.0
-    for frame in depth:
+    for frame in frames(depth):
         frame = np.asarray(frame, np.float64)
         valid = np.isfinite(frame) & (frame > 0)
         if valid.any():
@@ -69,9 +70,15 @@ def encode_depth(depth: np.ndarray) -> tuple[np.ndarray, float]:
     return quantize_depth(depth, unit), unit
 
 
-def _png(make: Callable[[], np.ndarray]) -> Callable[[BinaryIO], None]:
-    """A ``commit_files`` content that renders its picture only when written (one frame in memory at a time)."""
-    return lambda f: Image.fromarray(make()).save(f, format="PNG")
+def _png(make: Callable[[], np.ndarray], source: np.ndarray) -> Callable[[BinaryIO], None]:
+    """A ``commit_files`` content that renders its picture only when written (one frame in memory at a time), then
+    releases ``source``'s pages if it is a memory map."""
+
+    def write(f: BinaryIO) -> None:
+        Image.fromarray(make()).save(f, format="PNG")
+        release_pages(source)
+
+    return write
 
 
 def _depth_preview(frame: np.ndarray) -> np.ndarray:
@@ -89,7 +96,7 @@ def log_conf_range(conf: np.ndarray, max_samples: int = 1 << 24) -> tuple[float,
     """The 1st and 99th percentiles of ``log(conf)`` over every frame (of an even subsample of at most
     ``max_samples`` pixels when there are more: long sequences), the confidence previews' shared scale."""
     stride = max(1, -(-conf.size // max_samples))
-    sample = np.concatenate([_log_conf(frame).reshape(-1)[::stride] for frame in conf])
+    sample = np.concatenate([_log_conf(frame).reshape(-1)[::stride] for frame in frames(conf)])
     low, high = np.percentile(sample[np.isfinite(sample)], [1, 99])
     return float(low), float(high)
 
@@ -115,8 +122,8 @@ def write_depth_maps(
     unit = depth_unit(depth)
     files: dict[str, Content] = {}
     for k, stem in enumerate(names):
-        files[f"depth/{stem}.png"] = _png(lambda k=k: quantize_depth(depth[k], unit))
-        files[f"depth_preview/{stem}.png"] = _png(lambda k=k: _depth_preview(depth[k]))
+        files[f"depth/{stem}.png"] = _png(lambda k=k: quantize_depth(depth[k], unit), depth)
+        files[f"depth_preview/{stem}.png"] = _png(lambda k=k: _depth_preview(depth[k]), depth)
     sidecar = {
         "encoding": "16-bit greyscale PNG, depth = value * unit, value 0 = no depth",
         "unit": unit,
@@ -129,7 +136,7 @@ def write_depth_maps(
         low, high = log_conf_range(conf)
         for k, stem in enumerate(names):
             files[f"confidence/{stem}.png"] = _png(
-                lambda k=k: colormap((_log_conf(conf[k]) - low) / max(high - low, 1e-12), "viridis")
+                lambda k=k: colormap((_log_conf(conf[k]) - low) / max(high - low, 1e-12), "viridis"), conf
             )
     return commit_files(directory, files)
 
