@@ -36,7 +36,11 @@ flags.DEFINE_enum(
     "preprocessing. VGGT: crop to width 518 (default) or pad to 518x518; VGGT-Omega: balanced (default, about "
     "(resolution/16)^2 patches) or max_size (long side = resolution)",
 )
-flags.DEFINE_integer("image_resolution", None, "VGGT-Omega's preprocessing resolution (default 512; 256 text model)")
+flags.DEFINE_integer(
+    "image_resolution",
+    None,
+    "preprocessing size (default: the checkpoint's; VGGT 518 crop width, Omega 512 / 256 text)",
+)
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "compute dtype (default: float32 on CPU, bf16 elsewhere)")
 flags.DEFINE_float("conf_percentile", 50.0, "drop points below this confidence percentile (as the official demos)")
 flags.DEFINE_enum("points_from", "depth", ["depth", "points"], "point cloud from depth + cameras, or the point head")
@@ -68,6 +72,8 @@ flags.DEFINE_bool(
     "shard_frames", False, "split each forward's frames over every local device (N devices hold N times the frames)"
 )
 flags.DEFINE_bool("progress", True, "show a progress bar")
+flags.DEFINE_bool("view", False, "after the run, serve the interactive 3D viewer of --out (python -m vggt_jax.view)")
+flags.DEFINE_integer("view_port", 8080, "--view: the viewer's port on 127.0.0.1")
 
 
 def main(argv: list[str]) -> int:
@@ -126,7 +132,12 @@ def main(argv: list[str]) -> int:
     stages.update(stages.total - stages.n)
     stages.close()
     print(f"wrote {out}: {len(pred.images)} frames, " + ", ".join(sorted(p.name for p in out.iterdir())))
-    return 0
+    if not FLAGS.view:
+        print(f"view it in a browser: python -m vggt_jax.view {out}   (or add --view)")
+        return 0
+    from vggt_jax import view
+
+    return view.main([str(out), "--port", str(FLAGS.view_port), "--conf_percentile", str(FLAGS.conf_percentile)])
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ def test_cli_writes_every_export(cli_run):
     assert len(list((out / "depth").glob("*.png"))) >= len(names)
     assert not list(out.parent.glob(".recon.*"))  # the temporary folder was renamed, not left behind
     assert "wrote" in stdout
+    assert f"python -m vggt_jax.view {out}" in stdout  # where the viewer is
 
 
 def test_exports_read_back_and_reproject(cli_run):
