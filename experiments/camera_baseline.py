@@ -13,7 +13,7 @@ If a learner ends far below the image-blind line, the data and targets carry rel
 VGGT's ``eval/camera_rot_err_median`` from ``train.py`` with the same overrides; with two frames all are over the
 same pairs (VGGT's is over every pair i < j, this one over the pairs (0, j)).
 
-    python scripts/camera_baseline.py --config configs/train_synthetic.py \\
+    python experiments/camera_baseline.py --config configs/train_synthetic.py \\
         --config.data.source.trajectories="('pan',)" --steps 2000
 
 The loss is L1 on the quaternion (the camera loss's rotation term); translation and field of view are not used.
@@ -161,7 +161,7 @@ def main(argv):
         print(f"| {r['step']} | {r['seconds']:.0f} | {r['error']:.2f} | {r['constant']:.2f} |")
 
 
-if __name__ == "__main__":  # flags defined here only, so scripts/shift_probe.py can import the learners
+if __name__ == "__main__":  # flags defined here only, so experiments/shift_probe.py can import the learners
     config_flags.DEFINE_config_file("config", None, "training config (as for train.py)", lock_config=True)
     flags.DEFINE_integer("steps", 2000, "training steps")
     flags.DEFINE_integer("eval_every", 250, "steps between evaluations")

@@ -11,7 +11,7 @@ of a camera turning by ``atan(14 px / f)``, 60-degree field of view); ``transfor
 ``camera_baseline.py`` (a generic ViT over the same 14-pixel patch tokens with frame embeddings; frames stacked as
 channels), trained with a logistic loss on the sign. Tells a port bug from a property of the learner:
 
-    python scripts/shift_probe.py --learner vggt --content blob --steps 6000
+    python experiments/shift_probe.py --learner vggt --content blob --steps 6000
 """
 
 from __future__ import annotations

@@ -199,6 +199,9 @@ class VGGTConfig:
     attention_kv_chunk: int = 512
     # The dense heads (depth, point, track features) run over this many frames at a time; 0 runs all at once.
     heads_frames_chunk: int = 1
+    # The image size the weights were trained at, which inference preprocesses to: VGGT's crop width / pad side
+    # (a multiple of 14), VGGT-Omega's resolution. None: the official checkpoints' (518; Omega 512, text model 256).
+    image_resolution: int | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:

@@ -82,11 +82,11 @@ def test_saved_predictions_of_the_truth_score_perfectly(tmp_path):
     images, metas = load_and_preprocess_images([Image.fromarray(im) for im in gt.images], "crop", target_size=56)
     k_model = np.stack([m.intrinsics_to_processed(k) for m, k in zip(metas, gt.intrinsics, strict=True)])
     # Depth at the model's pixels: the truth rendered there (nearest original pixel).
-    from vggt_jax.evaluate.harness import _gt_in_model_pixels
+    from vggt_jax.evaluate.harness import gt_depth_in_model_pixels
 
     scale = np.array([m.scale_xy for m in metas])
     offset = np.array([m.offset_xy for m in metas])
-    depth = _gt_in_model_pixels(gt.depth, scale, offset, images.shape[-2:]).astype(np.float32)
+    depth = gt_depth_in_model_pixels(gt.depth, scale, offset, images.shape[-2:]).astype(np.float32)
     half = gt.extrinsics.copy()
     half[:, :, 3] *= 0.5  # VGGT predicts up to scale: the truth at half its size
     arrays = dict(

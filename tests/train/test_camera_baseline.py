@@ -1,4 +1,4 @@
-"""scripts/camera_baseline.py: the rotation error, the image-blind reference and a short run on synthetic scenes."""
+"""experiments/camera_baseline.py: the rotation error, the image-blind reference and a short run on synthetic scenes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import load_file_module, micro_train_config
 
-camera_baseline = load_file_module("scripts/camera_baseline.py")
+camera_baseline = load_file_module("experiments/camera_baseline.py")
 
 
 def quat_about_y(deg: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""scripts/shift_probe.py: the shifted pairs, the pose they stand for, and a short run of each learner."""
+"""experiments/shift_probe.py: the shifted pairs, the pose they stand for, and a short run of each learner."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from conftest import load_file_module
 
 from vggt_jax.geometry import pose_encoding_to_extri_intri
 
-shift_probe = load_file_module("scripts/shift_probe.py")
+shift_probe = load_file_module("experiments/shift_probe.py")
 P = shift_probe.PATCH
 
 

@@ -50,7 +50,7 @@ def model_free_rows(seeds, noise: Noise = DEFAULT_NOISE, ba: BAOptions = DEFAULT
 
 
 # ---------------------------------------------------------------------------------------------------- predictions
-def _gt_in_model_pixels(gt_depth: np.ndarray, scale_xy, offset_xy, hw: tuple[int, int]) -> np.ndarray:
+def gt_depth_in_model_pixels(gt_depth: np.ndarray, scale_xy, offset_xy, hw: tuple[int, int]) -> np.ndarray:
     """Ground-truth depth ``[S, H0, W0]`` at the model input's pixels ``[S, H, W]`` (nearest; 0 outside)."""
     height, width = hw
     gx, gy = np.meshgrid(np.arange(width), np.arange(height))
@@ -81,7 +81,7 @@ def prediction_inputs(arrays: dict, gt: GroundTruth, extrinsics=None, intrinsics
     gt_in = gt.metric_inputs()
     if gt.depth is not None and "depth" in arrays:
         hw = arrays["depth"].shape[1:]
-        gt_in["depth"] = _gt_in_model_pixels(gt.depth, arrays["scale_xy"], arrays["offset_xy"], hw)
+        gt_in["depth"] = gt_depth_in_model_pixels(gt.depth, arrays["scale_xy"], arrays["offset_xy"], hw)
         pred["depth"] = arrays["depth"]
         # The given cameras in the model input's pixels (the preprocessing's warp, as ImageMeta applies it).
         k = np.stack(

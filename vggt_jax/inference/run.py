@@ -58,7 +58,8 @@ class InferOptions:
     checkpoint: str
     # The variant of a raw state dict (None: told from its keys); an orbax checkpoint names its own.
     config: str | None = None
-    # Preprocessing. VGGT: "crop" or "pad" at 518. VGGT-Omega: "balanced" or "max_size" at ``image_resolution``
+    # Preprocessing. VGGT: "crop" or "pad" at ``image_resolution`` (default the checkpoint's, 518 for the official
+    # weights). VGGT-Omega: "balanced" or "max_size" at ``image_resolution``
     # (default 512, 256 for the text-aligned model). None: the family's default ("crop" / "balanced").
     mode: str | None = None
     image_resolution: int | None = None
@@ -306,13 +307,12 @@ def preprocess(opts: InferOptions, predictor: Predictor, into: Path | None = Non
             raise ValueError(
                 f"--mode {mode} is VGGT's; a VGGT-Omega checkpoint takes --mode {' or '.join(OMEGA_MODES)}"
             )
-        resolution = opts.image_resolution or (256 if cfg.text_head is not None else 512)
+        resolution = opts.image_resolution or cfg.image_resolution or (256 if cfg.text_head is not None else 512)
         return load_and_preprocess_images_omega(opts.images, mode, resolution, cfg.patch_size, **kw)
-    if opts.mode in OMEGA_MODES or opts.image_resolution is not None:
-        raise ValueError(
-            "--mode balanced/max_size and --image_resolution are VGGT-Omega's; VGGT takes --mode crop or pad"
-        )
-    return load_and_preprocess_images(opts.images, opts.mode or "crop", **kw)
+    if opts.mode in OMEGA_MODES:
+        raise ValueError("--mode balanced/max_size are VGGT-Omega's; VGGT takes --mode crop or pad")
+    size = opts.image_resolution or cfg.image_resolution or 518
+    return load_and_preprocess_images(opts.images, opts.mode or "crop", target_size=size, **kw)
 
 
 def run_windowed(predictor, images, metas, window_opts, directory: Path, tracking: bool, step) -> Predictions:

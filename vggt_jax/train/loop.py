@@ -107,16 +107,17 @@ def evaluate(trainer: Trainer, eval_step, params, config: Any) -> dict[str, floa
     return metrics_lib.summarise(outs)
 
 
-def save_model(trainer: Trainer, params: Any, workdir: str | Path) -> str | None:
+def save_model(trainer: Trainer, params: Any, workdir: str | Path, image_resolution: int | None = None) -> str | None:
     """``WORKDIR/model``: the trained weights as an inference checkpoint (``config.json`` + ``params/``, what
     ``python -m vggt_jax.convert`` writes), for ``infer.py --checkpoint`` and ``Predictor.from_checkpoint``.
-    Written by single-process runs (None otherwise: convert a training checkpoint with ``export_model``)."""
+    Written by single-process runs (None otherwise: convert a training checkpoint with ``export_model``). The
+    config records ``image_resolution`` (the training ``data.img_size``), the size inference preprocesses to."""
     from vggt_jax.convert.checkpoint import save_checkpoint
 
     if jax.process_count() > 1:
         log.info("model: not written by a multi-process run; use vggt_jax.train.loop.export_model on one host")
         return None
-    config = trainer.model.config.replace(remat="none")
+    config = trainer.model.config.replace(remat="none", image_resolution=image_resolution)
     path = save_checkpoint(Path(workdir) / MODEL_DIR, config, {"params": params}, overwrite=True)
     log.info("model: wrote %s", path)
     return str(path)
@@ -130,7 +131,7 @@ def export_model(config: Any, workdir: str | Path, step: int | None = None) -> s
     try:
         with jax.set_mesh(mesh), sh.logical_axis_rules():
             state = ckpt.restore(step, trainer.abstract_state, None, mesh)
-            return save_model(trainer, state["params"], workdir)
+            return save_model(trainer, state["params"], workdir, int(config.data.img_size))
     finally:
         ckpt.close()
 
@@ -204,7 +205,7 @@ def run(config: Any, workdir: str | Path) -> dict[str, Any]:
                     break
             ckpt.wait()
             if step == config.total_steps and not summary["preempted"]:
-                summary["model"] = save_model(trainer, state["params"], workdir)
+                summary["model"] = save_model(trainer, state["params"], workdir, int(config.data.img_size))
             summary["step"] = step
             summary["skipped"] = int(jax.device_get(state["skipped"]))
     finally:
