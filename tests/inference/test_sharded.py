@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vggt_jax.config import micro, tiny
+from vggt_jax.config import TextHeadConfig, micro, omega_micro, tiny
 from vggt_jax.convert import convert_state_dict
 from vggt_jax.inference.predictor import Predictor
 from vggt_jax.inference.sharded import FrameShardedPredictor, frame_mesh, frame_sharded_apply
@@ -63,6 +63,35 @@ def test_frames_stay_sharded_without_padding(mesh, kv_exchange):
     depth = out["depth"]
     assert len(depth.addressable_shards) == 8
     assert {shard.data.shape[1] for shard in depth.addressable_shards} == {2}
+
+
+def test_omega_sharded_equals_single_device(mesh):
+    """VGGT-Omega (register attention, its camera head over every frame's special tokens, the text head): 5 frames
+    padded to 8, one per device; the per-frame outputs, the special tokens and the scene's text embedding equal one
+    device's."""
+    cfg = omega_micro().replace(
+        dtype="float64",
+        head_dtype="float64",
+        param_dtype="float64",
+        text_head=TextHeadConfig(dim_in=64, depth=1, num_heads=2),
+    )
+    images = np.random.default_rng(2).uniform(size=(1, 5, 3, 32, 48))
+    with jax.enable_x64(True):
+        model = VGGT(cfg)
+        params = random_params(model, images)
+        ref = jax.jit(model.apply)(params, images)
+        out = frame_sharded_apply(model, mesh)(params, jnp.asarray(images))
+    assert {"camera_and_register_tokens", "text_alignment_embedding"} <= set(ref)
+    assert_outputs_close(out, ref)
+
+    # The predictor on top: same Predictions as the single-device one (float32; 5 frames in the 8-frame bucket).
+    cfg32 = omega_micro()
+    images32 = images[0].astype(np.float32)
+    params32 = random_params(VGGT(cfg32), images32[None])
+    ref32 = Predictor(cfg32, params32, compilation_cache=False)(images32)
+    pred = FrameShardedPredictor(cfg32, params32, mesh=mesh, compilation_cache=False)(images32)
+    np.testing.assert_allclose(pred.depth, ref32.depth, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred.extrinsic, ref32.extrinsic, rtol=1e-5, atol=1e-5)
 
 
 def test_sharded_predictor_equals_predictor(mesh):

@@ -43,7 +43,10 @@ _FRAME_DIM = {
     "vis": 1,
     "conf": 1,
     "frame_descriptor": 1,
+    "camera_and_register_tokens": 1,
 }
+# VGGT-Omega's text head: one embedding per scene, computed on every shard from every shard's special tokens.
+_SCENE_OUTPUTS = ("text_alignment_embedding", "text_alignment_token")
 
 
 def frame_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = FRAME_AXIS) -> Mesh:
@@ -56,6 +59,10 @@ def frame_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = FRA
 
 def output_names(config: VGGTConfig, with_queries: bool) -> list[str]:
     names = ["frame_descriptor"]
+    if config.family == "vggt_omega":
+        names += ["camera_and_register_tokens"]
+        if config.text_head is not None:
+            names += list(_SCENE_OUTPUTS)
     if config.camera_head is not None:
         names += ["pose_enc", "pose_enc_list"]
     if config.depth_head is not None:
@@ -68,6 +75,8 @@ def output_names(config: VGGTConfig, with_queries: bool) -> list[str]:
 
 
 def _frame_spec(name: str, axis_name: str) -> P:
+    if name in _SCENE_OUTPUTS:  # [B, C] per shard, stacked over the shards on a new axis: shard 0's is taken
+        return P(axis_name)
     return P(*([None] * _FRAME_DIM[name]), axis_name)
 
 
@@ -87,7 +96,8 @@ def frame_sharded_apply(
 
     def local(params, images, query_points, frame_mask, point_mask):
         with frame_axis_scope(axis_name, kv_exchange):
-            return model.apply(params, images, query_points, frame_mask, point_mask)
+            out = model.apply(params, images, query_points, frame_mask, point_mask)
+        return {k: v[None] if k in _SCENE_OUTPUTS else v for k, v in out.items()}
 
     @jax.jit
     def forward(params, images, query_points=None, frame_mask=None, point_mask=None):
@@ -102,9 +112,12 @@ def frame_sharded_apply(
         out_specs = {name: _frame_spec(name, axis_name) for name in names}
         run = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
         out = run(params, images, query_points, frame_mask, point_mask)
+        out = {k: v[0] if k in _SCENE_OUTPUTS else v for k, v in out.items()}
         if s_pad == s:
             return out
-        return {k: jax.lax.slice_in_dim(v, 0, s, axis=_FRAME_DIM[k]) for k, v in out.items()}
+        return {
+            k: v if k in _SCENE_OUTPUTS else jax.lax.slice_in_dim(v, 0, s, axis=_FRAME_DIM[k]) for k, v in out.items()
+        }
 
     return forward
 
