@@ -72,6 +72,10 @@ def main() -> None:
     b, s = args.scenes_per_device * dp, args.frames
     h = int(round(args.size * args.aspect / 14)) * 14
     w = args.size
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import machine_line
+
+    print(machine_line() + " (the compile runs here; the memory is XLA's plan for the virtual mesh)")
     print(f"mesh {dict(mesh.shape)} ({jax.devices()[0].platform}), batch {b} scenes x {s} frames x {h}x{w}")
     print(
         "| config | params (M) | trainable (M) | params + opt state / device | batch / device | "

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         layout, frames = args.one.split(",")
         print(json.dumps(measure(args.config, layout == "scan", int(frames), height, width, args.dtype)))
         return 0
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from machine import machine_line
+
+    print(machine_line())
     print(f"{args.config}, {args.size}, {args.dtype}; seconds (wall clock), each row a fresh process")
     print(f"{'layout':>9} {'frames':>6} {'eval_shape':>10} {'lower':>7} {'compile':>8} {'xla temp GB':>11}  backend")
     for frames in (int(f) for f in args.frames.split(",")):
