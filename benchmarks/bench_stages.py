@@ -16,7 +16,8 @@ of ``--repeats``), with XLA's own FLOP count (cost analysis) for it:
 - the whole forward, and the sum of the stages against it.
 
 The peak is a jitted 4096^3 float32 matmul on this machine (best of three); the floor is the forward's FLOPs over
-it. Random weights (the time does not depend on them). Float32.
+it. Every stage runs with the model's attention kernel (``config.attention``, "auto": chunked for long sequences on
+CPU) and is counted with the reference one. Random weights (the time does not depend on them). Float32.
 """
 
 from __future__ import annotations
@@ -50,16 +51,29 @@ def _timed(f, *args) -> float:
     return time.perf_counter() - tic
 
 
-def measure(fn, *args, repeats: int) -> dict:
-    """Compile ``fn`` on ``args``, run it once, then ``repeats`` times: {seconds (median), gflop, compile}."""
+def measure(fn, *args, repeats: int, count=None) -> dict:
+    """Compile ``fn`` on ``args``, run it once, then ``repeats`` times: {seconds (median), gflop, compile}. The FLOPs
+    are XLA's count for ``count`` (default ``fn``): the same computation with the reference attention, since the
+    cost analysis counts a loop's body once and the chunked attention kernel is loops."""
     tic = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - tic
-    cost = compiled.cost_analysis()
+    cost = jax.jit(count or fn).lower(*args).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     jax.block_until_ready(compiled(*args))
     times = [_timed(compiled, *args) for _ in range(max(repeats, 1))]
     return dict(seconds=statistics.median(times), gflop=float(cost.get("flops", 0.0)) / 1e9, compile=compile_s)
+
+
+def scoped(fn, attention):
+    """``fn`` traced with ``attention`` (an AttentionConfig) as the kernel, as VGGT's modules trace their blocks."""
+    from vggt_jax.model.attention import attention_scope
+
+    def run(*args):
+        with attention_scope(attention):
+            return fn(*args)
+
+    return run
 
 
 def block_programs(cfg, params, images):
@@ -114,6 +128,11 @@ def stage_table(config_name: str, frames: int, height: int, width: int, queries:
     none = cfg.replace(**{v: None for v in heads.values()}, track_head=None, text_head=None)
 
     def model_fn(c, with_queries=False):
+        """(fn, its params, fn with the reference attention for the FLOP count)."""
+        fn, sub = _model_fn(c, with_queries)
+        return fn, sub, _model_fn(c.replace(attention="xla"), with_queries)[0]
+
+    def _model_fn(c, with_queries=False):
         model = VGGT(c)
         keys = ["aggregator"] + [heads[k] for k in heads if getattr(c, heads[k]) is not None]
         keys += ["track_head"] if c.track_head is not None else []
@@ -122,15 +141,20 @@ def stage_table(config_name: str, frames: int, height: int, width: int, queries:
         fn = (lambda pr, x: model.apply(pr, x, q)) if with_queries else (lambda pr, x: model.apply(pr, x))
         return fn, sub
 
+    from vggt_jax.model.attention import AttentionConfig
+    from vggt_jax.model.vggt import attention_config
+
+    reference, ours = AttentionConfig("xla"), attention_config(cfg)
     rows = []
     dino = DinoVisionTransformer(cfg.aggregator.patch_embed)
     dino_params = {"params": params["params"]["aggregator"]["patch_embed"]}
     nhwc = images.reshape(frames, 3, height, width).transpose(0, 2, 3, 1)
-    rows.append(dict(stage="DINO backbone", **measure(dino.apply, dino_params, nhwc, repeats=repeats)))
+    dino_s = measure(scoped(dino.apply, ours), dino_params, nhwc, repeats=repeats, count=scoped(dino.apply, reference))
+    rows.append(dict(stage="DINO backbone", **dino_s))
     (ff, fp, fx), (gf, gp, gx) = block_programs(cfg, params, images)
     depth = cfg.aggregator.depth
     for name, fn, bp, x in (("frame blocks", ff, fp, fx), ("global blocks", gf, gp, gx)):
-        one = measure(fn, bp, x, repeats=repeats)
+        one = measure(scoped(fn, ours), bp, x, repeats=repeats, count=scoped(fn, reference))
         rows.append(
             dict(
                 stage=f"{name} ({depth} x 1)",
@@ -139,14 +163,14 @@ def stage_table(config_name: str, frames: int, height: int, width: int, queries:
                 compile=one["compile"],
             )
         )
-    fn, sub = model_fn(none)
-    agg = measure(fn, sub, images, repeats=repeats)
+    fn, sub, count = model_fn(none)
+    agg = measure(fn, sub, images, repeats=repeats, count=count)
     rest = {k: agg[k] - sum(r[k] for r in rows) for k in ("seconds", "gflop")}
     rows.append(dict(stage="aggregator rest", compile=float("nan"), **rest))
     for head in present:
         c = none.replace(**{heads[head]: getattr(cfg, heads[head])})
-        fn, sub = model_fn(c)
-        with_head = measure(fn, sub, images, repeats=repeats)
+        fn, sub, count = model_fn(c)
+        with_head = measure(fn, sub, images, repeats=repeats, count=count)
         rows.append(
             dict(
                 stage=f"{head} head",
@@ -156,11 +180,11 @@ def stage_table(config_name: str, frames: int, height: int, width: int, queries:
             )
         )
     full_cfg = cfg.replace(track_head=None)
-    fn, sub = model_fn(full_cfg)
-    full = measure(fn, sub, images, repeats=repeats)
+    fn, sub, count = model_fn(full_cfg)
+    full = measure(fn, sub, images, repeats=repeats, count=count)
     if queries:
-        fn, sub = model_fn(cfg, with_queries=True)
-        tracked = measure(fn, sub, images, repeats=repeats)
+        fn, sub, count = model_fn(cfg, with_queries=True)
+        tracked = measure(fn, sub, images, repeats=repeats, count=count)
         rows.append(
             dict(
                 stage=f"track head ({queries} queries)",
