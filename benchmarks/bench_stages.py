@@ -163,36 +163,25 @@ def stage_table(config_name: str, frames: int, height: int, width: int, queries:
                 compile=one["compile"],
             )
         )
-    fn, sub, count = model_fn(none)
-    agg = measure(fn, sub, images, repeats=repeats, count=count)
+
+    def timed(c, with_queries=False) -> dict:
+        fn, sub, count = model_fn(c, with_queries)
+        return measure(fn, sub, images, repeats=repeats, count=count)
+
+    def difference(stage: str, with_stage: dict, without: dict) -> dict:
+        diff = {k: with_stage[k] - without[k] for k in ("seconds", "gflop")}
+        return dict(stage=stage, compile=with_stage["compile"], **diff)
+
+    agg = timed(none)
     rest = {k: agg[k] - sum(r[k] for r in rows) for k in ("seconds", "gflop")}
     rows.append(dict(stage="aggregator rest", compile=float("nan"), **rest))
     for head in present:
-        c = none.replace(**{heads[head]: getattr(cfg, heads[head])})
-        fn, sub, count = model_fn(c)
-        with_head = measure(fn, sub, images, repeats=repeats, count=count)
-        rows.append(
-            dict(
-                stage=f"{head} head",
-                seconds=with_head["seconds"] - agg["seconds"],
-                gflop=with_head["gflop"] - agg["gflop"],
-                compile=with_head["compile"],
-            )
-        )
-    full_cfg = cfg.replace(track_head=None)
-    fn, sub, count = model_fn(full_cfg)
-    full = measure(fn, sub, images, repeats=repeats, count=count)
+        with_head = timed(none.replace(**{heads[head]: getattr(cfg, heads[head])}))
+        rows.append(difference(f"{head} head", with_head, agg))
+    full = timed(cfg.replace(track_head=None))
     if queries:
-        fn, sub, count = model_fn(cfg, with_queries=True)
-        tracked = measure(fn, sub, images, repeats=repeats, count=count)
-        rows.append(
-            dict(
-                stage=f"track head ({queries} queries)",
-                seconds=tracked["seconds"] - full["seconds"],
-                gflop=tracked["gflop"] - full["gflop"],
-                compile=tracked["compile"],
-            )
-        )
+        tracked = timed(cfg, with_queries=True)
+        rows.append(difference(f"track head ({queries} queries)", tracked, full))
         full = tracked
     rows.append(
         dict(
