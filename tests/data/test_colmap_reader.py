@@ -51,7 +51,7 @@ def test_bad_data_is_named_and_skipped_or_raised(tmp_path, views, caplog):
     with caplog.at_level(logging.WARNING):
         record = colmap.load_colmap_scene(folder, on_error="skip")
     assert [f.name for f in record.frames] == ["frame0000.png"]
-    assert "frame 'frame0002.png': depth map" in caplog.text and "frame 'frame0001.png'" in caplog.text
+    assert "frame 'frame0002.png': depth file" in caplog.text and "frame 'frame0001.png'" in caplog.text
     # Missing at load time (check_files=False) is reported by the source.
     record = colmap.load_colmap_scene(folder, check_files=False)
     with pytest.raises(DataError, match="frame 'frame0001.png'"):

@@ -48,49 +48,72 @@ def load_colmap_scene(
     """
     folder = Path(folder)
     name = name or folder.name
-    try:
-        model = colmap_io.read_model(find_model_dir(folder))
-    except (FileNotFoundError, ValueError) as e:
-        raise DataError(name, None, f"cannot read the COLMAP model ({e})") from None
+    model = read_scene_model(folder, name)
     depth_dir = folder / "stereo" / "depth_maps"
-    has_depth = depth_dir.is_dir()
+    depth_path = (lambda image: depth_dir / f"{image}.{depth_type}.bin") if depth_dir.is_dir() else None
+    frames = model_frames(
+        model, name, lambda image: folder / "images" / image, depth_path, "colmap_bin", on_error, check_files
+    )
+    return SceneRecord(name, tuple(frames))
+
+
+def read_scene_model(folder: Path, scene: str):
+    """The COLMAP model under ``folder`` (``find_model_dir``), or a ``DataError`` naming the scene."""
+    try:
+        return colmap_io.read_model(find_model_dir(folder))
+    except (FileNotFoundError, ValueError) as e:
+        raise DataError(scene, None, f"cannot read the COLMAP model ({e})") from None
+
+
+def model_frames(
+    model,
+    scene: str,
+    image_path,
+    depth_path=None,
+    depth_format: str | None = None,
+    on_error: str = "raise",
+    check_files: bool = True,
+    depth_size_checked: bool = False,
+) -> list[FrameRecord]:
+    """The registered images of a COLMAP ``model`` as ``FrameRecord``s, sorted by name (the COLMAP and MegaDepth
+    readers). ``image_path(name)`` / ``depth_path(name)`` give the files (``depth_path`` None: no depth);
+    ``depth_size_checked``: the depth file must have the image's size. An unregistered image, a camera that is not
+    pinhole-equivalent or (``check_files``) a missing file is reported per ``on_error`` and the frame dropped; a
+    model without any usable image is a ``DataError``."""
     frames = []
     for im in sorted(model.images.values(), key=lambda im: im.name):
+        image_file = image_path(im.name)
+        depth_file = depth_path(im.name) if depth_path is not None else None
         try:
             if not im.has_pose:
-                raise DataError(name, im.name, "the image is not registered (no pose in the model)")
+                raise DataError(scene, im.name, "the image is not registered (no pose in the model)")
             cam = model.cameras[im.camera_id]
             try:
                 intrinsic = colmap_io.camera_intrinsic(cam)
             except ValueError as e:
-                raise DataError(name, im.name, str(e)) from None
-            image_path = folder / "images" / im.name
-            depth_path = depth_dir / f"{im.name}.{depth_type}.bin"
-            if check_files and not image_path.exists():
-                raise DataError(name, im.name, f"image file {image_path} is missing")
-            if check_files and has_depth and not depth_path.exists():
-                raise DataError(
-                    name,
-                    im.name,
-                    f"depth map {depth_path} is missing ({depth_dir} has depth maps for other images of the model)",
-                )
+                raise DataError(scene, im.name, str(e)) from None
+            for kind, path in (("image", image_file), ("depth", depth_file)):
+                if check_files and path is not None and not path.exists():
+                    raise DataError(scene, im.name, f"{kind} file {path} is missing")
         except DataError as e:
             report(e, on_error)
             continue
+        size = (int(cam.height), int(cam.width))
         frames.append(
             FrameRecord(
                 name=im.name,
-                image_path=str(image_path),
+                image_path=str(image_file),
                 extrinsic=colmap_io.image_extrinsic(im),
                 intrinsic=intrinsic,
-                depth_path=str(depth_path) if has_depth else None,
-                depth_format="colmap_bin" if has_depth else None,
-                image_size=(int(cam.height), int(cam.width)),
+                depth_path=None if depth_file is None else str(depth_file),
+                depth_format=None if depth_file is None else depth_format,
+                image_size=size,
+                depth_size=size if depth_size_checked else None,
             )
         )
     if not frames:
-        raise DataError(name, None, "no usable registered image")
-    return SceneRecord(name, tuple(frames))
+        raise DataError(scene, None, "no usable registered image")
+    return frames
 
 
 def write_colmap_scene(
