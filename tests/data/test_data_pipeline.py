@@ -9,12 +9,12 @@ import grain
 import numpy as np
 import pytest
 
+from vggt_jax.data import augment, pipeline, transforms
 from vggt_jax.data import config as data_config
-from vggt_jax.data import pipeline, transforms
 from vggt_jax.data.sources import DataError
 from vggt_jax.data.synthetic import SyntheticSource
 from vggt_jax.data.tracks import build_tracks
-from vggt_jax.geometry import depth_to_world_points, pixel_grid, project_points
+from vggt_jax.geometry import pixel_grid, project_points, transform_points
 
 KEYS = {
     "images": np.float32,
@@ -29,6 +29,8 @@ KEYS = {
     "scale": np.float32,
     "scene_ids": np.int32,
     "frame_ids": np.int32,
+    "distortion": np.float32,
+    "source_ids": np.int32,
 }
 
 
@@ -84,28 +86,53 @@ def test_batch_contract(source):
     assert len(seen) > 2
 
 
-def test_ground_truth_is_consistent_after_augmentation(source):
-    batch = next(_iterator(_config(), source, seed=1))
+# The paper's sensor and lens augmentations, all on (off in the default config, as in the official trainer).
+ALL_AUGS = dict(exposure_p=1.0, blur_p=1.0, distortion_p=1.0, distortion_per_frame=True, pp_shift=0.05)
+
+
+def _project(points, ext, intr, distortion, hw):
+    uv, _ = project_points(points, ext, intr)
+    uv, ok = augment.distort_pixels(uv, intr, distortion, augment.corner_radius(intr, *hw))
+    assert ok.all()
+    return uv
+
+
+@pytest.mark.parametrize("augs", [{}, ALL_AUGS], ids=["official", "all"])
+def test_ground_truth_is_consistent_after_augmentation(source, augs):
+    cfg = _config()
+    cfg.augs.update(augs)
+    batch = next(_iterator(cfg, source, seed=1))
+    assert batch["distortion"].any() == bool(augs)
     for i in range(batch["images"].shape[0]):
         for s in range(batch["frame_mask"][i].sum()):
             ext, intr = batch["extrinsics"][i, s].astype(np.float64), batch["intrinsics"][i, s].astype(np.float64)
-            mask = batch["point_masks"][i, s]
-            expected = depth_to_world_points(batch["depths"][i, s].astype(np.float64), ext, intr)
-            np.testing.assert_allclose(batch["world_points"][i, s][mask], expected[mask], atol=2e-5)
-            uv, _ = project_points(batch["world_points"][i, s][mask].astype(np.float64), ext, intr)
-            # Points land back on their pixels (float32 storage of points and cameras: ~1e-3 px).
-            np.testing.assert_allclose(uv, np.stack(pixel_grid(*mask.shape), -1)[mask], atol=2e-3)
+            mask, dist = batch["point_masks"][i, s], batch["distortion"][i, s].astype(np.float64)
             h, w = mask.shape
-            assert np.abs(intr[:2, 2] - [(w - 1) / 2, (h - 1) / 2]).max() <= 0.5
+            rays = augment.distorted_pixel_rays(*pixel_grid(h, w), intr, dist)
+            expected = transform_points(rays * batch["depths"][i, s, ..., None], *_world_from_camera(ext))
+            np.testing.assert_allclose(batch["world_points"][i, s][mask], expected[mask], atol=2e-5)
+            uv = _project(batch["world_points"][i, s][mask].astype(np.float64), ext, intr, dist, (h, w))
+            # Points land back on their pixels (float32 storage of points and cameras: ~1e-3 px).
+            np.testing.assert_allclose(uv, np.stack(pixel_grid(h, w), -1)[mask], atol=2e-3)
+            off_centre = np.abs(intr[:2, 2] - [(w - 1) / 2, (h - 1) / 2])
+            assert (off_centre <= 0.5 + cfg.augs.pp_shift * np.array([w, h])).all()
             # Tracks: projections of the frame-0 query points.
             q = batch["tracks"][i, 0].astype(int)
             queries = batch["world_points"][i, 0][q[:, 1], q[:, 0]].astype(np.float64)
-            uv, _ = project_points(queries, ext, intr)
-            np.testing.assert_allclose(batch["tracks"][i, s], uv, atol=2e-3)
+            seen = batch["track_vis"][i, s]
+            uv = _project(queries[seen], ext, intr, dist, (h, w))
+            np.testing.assert_allclose(batch["tracks"][i, s][seen], uv, atol=2e-3)
 
 
-def test_transforms_by_hand_equal_the_pipeline(source):
+def _world_from_camera(ext):
+    rot, trans = ext[:, :3], ext[:, 3]
+    return rot.T, -rot.T @ trans
+
+
+@pytest.mark.parametrize("augs", [{}, ALL_AUGS], ids=["official", "all"])
+def test_transforms_by_hand_equal_the_pipeline(source, augs):
     cfg, seed, step = _config(), 4, 2
+    cfg.augs.update(augs)
     it = _iterator(cfg, source, seed=seed)
     for _ in range(step):
         next(it)
@@ -119,19 +146,31 @@ def test_transforms_by_hand_equal_the_pipeline(source):
         ids = pipeline.sample_frame_ids(rngs["select"], source.num_frames(scene), num, cfg)
         assert batch["scene_ids"][item] == scene and batch["frame_ids"][item, :num].tolist() == ids
         frames = [source.load_frame(scene, f) for f in ids]
+        lenses = augment.sample_lens_params(rngs["lens"], num, cfg.augs)
         images, depths, intrinsics = [], [], []
-        for f in frames:
+        for f, lens in zip(frames, lenses, strict=True):
             params = transforms.sample_frame_params(rngs["geometry"], cfg.augs.scales, cfg.augs.rescale_margin)
+            params["pp_shift"] = lens["pp_shift"]
             img, depth, k = transforms.transform_frame(f["image"], f["depth"], f["intrinsic"], hw, params)
-            images.append(img / np.float32(255))
+            img, depth = augment.radial_distort(img, depth, k, lens["distortion"])
+            images.append(img)
             depths.append(depth)
             intrinsics.append(k)
+        exposures = augment.sample_exposure_params(rngs["sensor"], num, cfg.augs)
+        blurs = augment.sample_blur_params(rngs["sensor"], num, cfg.augs)
+        images = [
+            augment.motion_blur(augment.exposure(i, e), b) for i, e, b in zip(images, exposures, blurs, strict=True)
+        ]
         color = transforms.sample_color_params(rngs["color"], num, cfg.augs)
         images = np.stack([transforms.color_jitter(img, p) for img, p in zip(images, color, strict=True)])
         extrinsics = np.stack([f["extrinsic"] for f in frames])
         depths, intrinsics = np.stack(depths).astype(np.float32), np.stack(intrinsics)
-        points, masks = transforms.world_points_from_depth(depths, extrinsics, intrinsics)
-        tracks, vis, _ = build_tracks(points, depths, masks, extrinsics, intrinsics, cfg.num_tracks, rngs["tracks"])
+        dist = np.array([lens["distortion"] for lens in lenses])
+        lensed = dist if dist.any() else None
+        points, masks = transforms.world_points_from_depth(depths, extrinsics, intrinsics, lensed)
+        tracks, vis, _ = build_tracks(
+            points, depths, masks, extrinsics, intrinsics, cfg.num_tracks, rngs["tracks"], distortions=lensed
+        )
         extrinsics, points, depths, scale = transforms.normalize_to_first_camera(extrinsics, points, depths, masks)
         pad = np.arange(padded) % num
         expected = dict(
@@ -143,6 +182,7 @@ def test_transforms_by_hand_equal_the_pipeline(source):
             point_masks=masks,
             tracks=tracks,
             track_vis=vis,
+            distortion=dist,
         )
         for key, value in expected.items():
             np.testing.assert_array_equal(batch[key][item], value[pad].astype(batch[key].dtype), err_msg=key)
@@ -330,6 +370,21 @@ def test_sources_from_config(tmp_path, caplog):
         if kind == "colmap":
             assert "scene 'b': no valid depth in a sample" in caplog.text
             assert not any(b["point_masks"][b["scene_ids"] == 1].any() for b in batches)
+    # Every reader layout is a source kind; an empty folder of a layout is named.
+    from vggt_jax.data.readers import LAYOUTS, folder
+
+    assert set(data_config.SOURCE_KINDS) == {"synthetic", "tfds"} | set(LAYOUTS)
+    folder.write_folder_scene(
+        tmp_path / "mine" / "s0", stack(0, "image"), stack(0, "extrinsic"), stack(0, "intrinsic"), stack(0, "depth")
+    )
+    cfg = _config()
+    cfg.source.update(kind="folder", path=str(tmp_path / "mine"))
+    batch = next(pipeline.make_train_iterator(cfg, 0, 0, 1))
+    assert batch["point_masks"].any() and np.isfinite(batch["world_points"]).all()
+    (tmp_path / "empty").mkdir()
+    cfg.source.path = str(tmp_path / "empty")
+    with pytest.raises(DataError, match="no usable folder scene"):
+        pipeline.make_source(cfg.source)
 
 
 def test_orbax_saves_and_restores_the_iterator(source, tmp_path):

@@ -10,7 +10,11 @@ import math
 
 import ml_collections
 
-SOURCE_KINDS = ("synthetic", "tfds", "colmap", "co3d")
+# "synthetic", "tfds" and the file layouts of vggt_jax.data.readers.LAYOUTS.
+SOURCE_KINDS = ("synthetic", "tfds", "colmap", "co3d", "scannet", "megadepth", "replica", "folder")
+# The paper's "exposure changes, motion blur, lens differences" at the rates configs/finetune.py trains with
+# (``config.augs.update(PAPER_AUGS)``); the ranges are the ``augs`` defaults.
+PAPER_AUGS = dict(exposure_p=0.5, blur_p=0.25, distortion_p=0.25)
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
@@ -44,6 +48,19 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
             gray_p=0.05,
             cojitter=True,  # same colour jitter for all frames of a sample, with probability 1 - cojitter_ratio
             cojitter_ratio=0.3,
+            # Sensor and lens (vggt_jax.data.augment). Off by default, as in the official trainer; the paper's
+            # recipe ("exposure changes, motion blur, lens differences") is on in configs/finetune.py.
+            exposure_p=0.0,  # probability of an exposure change
+            exposure_stops=(-1.0, 1.0),  # gain = 2 ** U(stops), in linear light, clipped at saturation
+            exposure_gamma=(0.8, 1.25),  # log-uniform gamma on the linear values
+            exposure_per_frame=True,  # auto-exposure: a gain per frame (False: one per scene)
+            blur_p=0.0,  # probability of motion blur per frame
+            blur_length=(3.0, 12.0),  # px at the training resolution; angle uniform
+            distortion_p=0.0,  # probability of a radially distorted lens
+            k1=(-0.15, 0.15),  # undistortion coefficients (augment module docstring), uniform
+            k2=(-0.03, 0.03),
+            distortion_per_frame=False,  # False: one lens per scene
+            pp_shift=0.0,  # max principal-point offset from the centre, a fraction of the image size
         )
     )
     c.frame_sampling = "random"  # "random" (official) or "nearby": frames within S * nearby_ratio of an anchor
@@ -61,11 +78,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.source = ml_collections.ConfigDict(
         dict(
             kind="synthetic",  # one of SOURCE_KINDS
-            path="",  # tfds: data_dir of a built dataset; colmap: a scene folder or a folder of them; co3d: root
+            path="",  # tfds: data_dir of a built dataset; a layout's scene folder or a folder of scenes (co3d: root)
             split="train",  # tfds
             categories=(),  # co3d: empty = all
-            min_frames=2,  # co3d / colmap: drop scenes with fewer frames (official CO3D uses 24)
-            depth_max_percentile=-1.0,  # co3d / colmap: > 0 drops depth above this percentile (official CO3D: 98)
+            min_frames=2,  # file layouts: drop scenes with fewer frames (official CO3D uses 24)
+            depth_max_percentile=-1.0,  # file layouts: > 0 drops depth above this percentile (official CO3D: 98)
             num_scenes=1000,  # synthetic
             frames_per_scene=24,
             height=384,
@@ -74,6 +91,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
             trajectories=(),  # synthetic: the camera paths scenes draw from (synthetic.TRAJECTORIES); () = all
         )
     )
+    # Weighted mixing of several sources (upstream's composed dataset): name -> the fields of ``source`` plus
+    # weight, num_frames and aspect_ratios. Fill it with ``add_source``; empty = ``source`` alone. Each step draws
+    # one source by weight (the same on every process) and its S and H from that source's ranges.
+    c.mix = ml_collections.ConfigDict()
     if variant == "tiny":
         c.img_size = 112
         c.aspect_ratios = (0.75, 1.0)
@@ -85,6 +106,34 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     elif variant != "default":
         raise ValueError(f"unknown data config variant {variant!r}; use 'default' or 'tiny'")
     return c
+
+
+def add_source(config, name: str, weight: float = 1.0, num_frames=None, aspect_ratios=None, **source) -> None:
+    """Add a source to ``config.mix``: ``source`` overrides ``config.source``'s fields (kind, path, ...);
+    ``num_frames`` / ``aspect_ratios`` default to the config's (taken now, not linked)."""
+    entry = ml_collections.ConfigDict(config.source.to_dict())
+    unknown = sorted(set(source) - set(entry))
+    if unknown:
+        raise ValueError(f"unknown source field(s) {unknown} for mix entry {name!r}; fields: {sorted(entry)}")
+    entry.update(source)
+    entry.weight = float(weight)
+    entry.num_frames = tuple(num_frames or config.num_frames)
+    entry.aspect_ratios = tuple(aspect_ratios or config.aspect_ratios)
+    config.mix[name] = entry
+
+
+def plan_configs(config) -> list[tuple[str, float, object, object]]:
+    """``(name, weight, source config, plan config)`` per source: the plan config is ``config`` with the source's
+    num_frames and aspect_ratios. Without a mix: ``config.source`` with weight 1 and ``config`` itself."""
+    if not config.mix:
+        return [("source", 1.0, config.source, config)]
+    out = []
+    for name in sorted(config.mix):
+        entry = config.mix[name]
+        plan = ml_collections.ConfigDict(config.to_dict())
+        plan.num_frames, plan.aspect_ratios = tuple(entry.num_frames), tuple(entry.aspect_ratios)
+        out.append((name, float(entry.weight), entry, plan))
+    return out
 
 
 def image_heights(config) -> list[int]:
@@ -108,12 +157,37 @@ def batch_size(config, num_frames: int) -> int:
 
 
 def batch_shapes(config) -> list[tuple[int, int, int, int]]:
-    """Every ``(B, S, H, W)`` a batch can have: what the trainer compiles (at most one program per shape)."""
-    return [(batch_size(config, s), s, h, config.img_size) for s in frame_counts(config) for h in image_heights(config)]
+    """Every ``(B, S, H, W)`` a batch can have (over all mixed sources): what the trainer compiles (at most one
+    program per shape)."""
+    shapes = set()
+    for _, _, _, plan in plan_configs(config):
+        shapes.update(
+            (batch_size(plan, s), s, h, plan.img_size) for s in frame_counts(plan) for h in image_heights(plan)
+        )
+    return sorted(shapes, key=lambda shape: (shape[1], shape[2]))
 
 
 def validate(config) -> None:
     """Raise ValueError naming the field for settings the pipeline cannot honour."""
+    for name, weight, source, plan in plan_configs(config):
+        where = f"data.mix.{name}" if config.mix else "data"
+        if weight <= 0:
+            raise ValueError(f"{where}.weight must be > 0, got {weight}")
+        if source.kind not in SOURCE_KINDS:
+            field = f"{where}.kind" if config.mix else "data.source.kind"
+            raise ValueError(f"{field} must be one of {SOURCE_KINDS}, got {source.kind!r}")
+        try:
+            _validate_plan(plan)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}" if config.mix else str(e)) from None
+    if config.on_bad_frame not in ("skip", "raise"):
+        raise ValueError(f"data.on_bad_frame must be 'skip' or 'raise', got {config.on_bad_frame!r}")
+    if config.frame_sampling not in ("random", "nearby"):
+        raise ValueError(f"data.frame_sampling must be 'random' or 'nearby', got {config.frame_sampling!r}")
+    _validate_augs(config.augs)
+
+
+def _validate_plan(config) -> None:
     lo, hi = config.num_frames
     if not 1 <= lo <= hi:
         raise ValueError(f"data.num_frames must be (min, max) with 1 <= min <= max, got {tuple(config.num_frames)}")
@@ -125,9 +199,17 @@ def validate(config) -> None:
         raise ValueError(f"data.frame_buckets {tuple(config.frame_buckets)} must reach num_frames max {hi}")
     if not frame_counts(config):
         raise ValueError(f"no data.frame_buckets {tuple(config.frame_buckets)} inside num_frames {(lo, hi)}")
-    if config.on_bad_frame not in ("skip", "raise"):
-        raise ValueError(f"data.on_bad_frame must be 'skip' or 'raise', got {config.on_bad_frame!r}")
-    if config.frame_sampling not in ("random", "nearby"):
-        raise ValueError(f"data.frame_sampling must be 'random' or 'nearby', got {config.frame_sampling!r}")
-    if config.source.kind not in SOURCE_KINDS:
-        raise ValueError(f"data.source.kind must be one of {SOURCE_KINDS}, got {config.source.kind!r}")
+
+
+def _validate_augs(augs) -> None:
+    for key in ("p", "gray_p", "exposure_p", "blur_p", "distortion_p"):
+        if not 0 <= augs[key] <= 1:
+            raise ValueError(f"data.augs.{key} is a probability in [0, 1], got {augs[key]}")
+    for key in ("exposure_stops", "exposure_gamma", "blur_length", "k1", "k2"):
+        lo, hi = augs[key]
+        if lo > hi:
+            raise ValueError(f"data.augs.{key} must be (low, high) with low <= high, got {tuple(augs[key])}")
+    if min(augs.exposure_gamma) <= 0 or augs.blur_length[0] < 1:
+        raise ValueError("data.augs.exposure_gamma must be > 0 and data.augs.blur_length >= 1 px")
+    if not 0 <= augs.pp_shift < 0.5:
+        raise ValueError(f"data.augs.pp_shift is a fraction of the image size in [0, 0.5), got {augs.pp_shift}")

@@ -15,7 +15,10 @@ process_index, b)``) a scene of this process's shard (scenes are split into cont
 the split of grain's ``ShardOptions``) and S of its frames, and goes through ``make_sample``:
 
     load + check frames  ->  transform_frame (zoom crop around the principal point, resize, centre crop; intrinsics
-    exact)  ->  colour jitter  ->  world points and masks from depth  ->  tracks  ->  normalisation  ->  padding
+    exact)  ->  radial distortion  ->  exposure  ->  motion blur  ->  colour jitter  ->  world points and masks from
+    depth  ->  tracks  ->  normalisation  ->  padding
+
+(distortion, exposure and blur: ``vggt_jax.data.augment``, off in the default config as in the official trainer.)
 
 Batch (numpy; images channels-last, see ``channels_first`` for the model's [B, S, 3, H, W]):
 
@@ -28,8 +31,10 @@ Batch (numpy; images channels-last, see ``channels_first`` for the model's [B, S
     tracks        [B, S, N, 2] float32   (x, y) pixels; tracks[:, 0] are the query pixels in frame 0
     track_vis     [B, S, N] bool
     frame_mask    [B, S] bool            False on padding frames (repeats of real frames, with valid GT)
+    distortion    [B, S, 2] float32      (k1, k2) of frames seen through a distorted lens (augment module), else 0
     scale         [B] float32            the normalisation divisor (metric = normalised * scale); 1 if not normalised
-    scene_ids     [B] int32, frame_ids [B, S] int32   where the sample came from (source indices)
+    scene_ids     [B] int32, frame_ids [B, S] int32   where the sample came from (indices into its source)
+    source_ids    [B] int32              which mixed source (index into ``data_config.plan_configs``; 0 unmixed)
 
 Normalisation (``config.normalize``, on by default) is the official trainer's ``normalize_camera_extrinsics_and_
 points_batch``, applied HERE, once, per sample over its real frames: extrinsics, world points and depths in a batch
@@ -47,8 +52,8 @@ import grain
 import ml_collections
 import numpy as np
 
+from vggt_jax.data import augment, transforms
 from vggt_jax.data import config as data_config
-from vggt_jax.data import transforms
 from vggt_jax.data.sources import DataError, check_frame, report
 from vggt_jax.data.tracks import build_tracks
 from vggt_jax.geometry import camera_centers
@@ -73,14 +78,26 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 
 def item_rngs(seed: int, step: int, process_index: int, item: int) -> dict[str, np.random.Generator]:
     """Independent generators for each stage of sample ``item`` of ``step`` on ``process_index``."""
-    children = np.random.SeedSequence([seed, step, 1, process_index, item]).spawn(4)
-    return {
-        k: np.random.default_rng(s) for k, s in zip(("select", "geometry", "color", "tracks"), children, strict=True)
-    }
+    # Children are keyed by their index, so streams added at the end leave the earlier ones' draws unchanged.
+    names = ("select", "geometry", "color", "tracks", "lens", "sensor")
+    children = np.random.SeedSequence([seed, step, 1, process_index, item]).spawn(len(names))
+    return {k: np.random.default_rng(s) for k, s in zip(names, children, strict=True)}
 
 
 def step_plan(config, seed: int, step: int) -> dict:
-    """``{num_frames S, padded_frames S', height, width, batch_size B}`` of a step (the same on every process)."""
+    """``{source, num_frames S, padded_frames S', height, width, batch_size B}`` of a step (the same on every
+    process). With ``config.mix``, ``source`` (an index into ``data_config.plan_configs``) is drawn by weight first
+    and S and H come from that source's ranges; without, ``source`` is 0."""
+    index = 0
+    plans = data_config.plan_configs(config)
+    if len(plans) > 1 or config.mix:
+        weights = np.array([weight for _, weight, _, _ in plans])
+        index = int(np.random.default_rng([seed, step, 2]).choice(len(plans), p=weights / weights.sum()))
+        config = plans[index][3]
+    return dict(_shape_plan(config, seed, step), source=index)
+
+
+def _shape_plan(config, seed: int, step: int) -> dict:
     rng = step_rng(seed, step)
     counts = data_config.frame_counts(config)
     if config.pad_to_bucket:
@@ -179,27 +196,43 @@ def make_sample(
     """One sample: ``num_frames`` frames of a scene, transformed and padded to ``padded_frames`` (shapes in the
     module docstring, without the batch axis). ``rngs``: ``item_rngs(...)``."""
     scene, ids, frames = load_frames(source, scene_ids, config, rngs["select"], num_frames, bad_frames)
-    augs = config.augs
+    augs, train = config.augs, config.training
+    lenses = augment.sample_lens_params(rngs["lens"], num_frames, augs) if train else [augment.NO_LENS] * num_frames
     images, depths, intrinsics = [], [], []
-    for frame in frames:
-        if config.training:
+    for frame, lens in zip(frames, lenses, strict=True):
+        if train:
             params = transforms.sample_frame_params(rngs["geometry"], augs.scales, augs.rescale_margin)
         else:
             params = dict(zoom_hw=(1.0, 1.0), margin=0.0)
         image, depth, intrinsic = transforms.transform_frame(
-            frame["image"], frame["depth"], frame["intrinsic"], target_hw, params, augs.safe_bound
+            frame["image"],
+            frame["depth"],
+            frame["intrinsic"],
+            target_hw,
+            dict(params, pp_shift=lens["pp_shift"]),
+            augs.safe_bound,
         )
-        images.append(image.astype(np.float32) / 255.0)
+        image, depth = augment.radial_distort(image, depth, intrinsic, lens["distortion"])
+        images.append(image)
         depths.append(depth)
         intrinsics.append(intrinsic)
-    if config.training:
+    if train:
+        exposures = augment.sample_exposure_params(rngs["sensor"], num_frames, augs)
+        blurs = augment.sample_blur_params(rngs["sensor"], num_frames, augs)
+        images = [
+            augment.motion_blur(augment.exposure(img, e), b) for img, e, b in zip(images, exposures, blurs, strict=True)
+        ]
         color = transforms.sample_color_params(rngs["color"], num_frames, augs)
         images = [transforms.color_jitter(img, p) for img, p in zip(images, color, strict=True)]
+    else:
+        images = [img.astype(np.float32) / 255.0 for img in images]
     extrinsics = np.stack([f["extrinsic"] for f in frames])
     intrinsics, depths = np.stack(intrinsics), np.stack(depths).astype(np.float32)
-    world_points, masks = transforms.world_points_from_depth(depths, extrinsics, intrinsics)
+    distortions = np.array([lens["distortion"] for lens in lenses], np.float64)
+    lensed = distortions if distortions.any() else None
+    world_points, masks = transforms.world_points_from_depth(depths, extrinsics, intrinsics, lensed)
     tracks, track_vis, ok = build_tracks(
-        world_points, depths, masks, extrinsics, intrinsics, config.num_tracks, rngs["tracks"]
+        world_points, depths, masks, extrinsics, intrinsics, config.num_tracks, rngs["tracks"], distortions=lensed
     )
     reported = bad_frames.reported if bad_frames is not None else None
     if not ok and masks.any():
@@ -232,6 +265,7 @@ def make_sample(
         tracks=tracks[pad],
         track_vis=track_vis[pad],
         frame_mask=np.arange(padded_frames) < num_frames,
+        distortion=distortions[pad].astype(np.float32),
         scale=np.float32(scale),
         scene_ids=np.int32(scene),
         frame_ids=np.asarray(ids, np.int32)[pad],
@@ -239,31 +273,38 @@ def make_sample(
 
 
 class BatchMaker:
-    """``step -> batch``: the grain map function (picklable; workers get a copy)."""
+    """``step -> batch``: the grain map function (picklable; workers get a copy). ``sources``: one scene source per
+    entry of ``data_config.plan_configs(config)``."""
 
-    def __init__(self, source, config, seed: int, process_index: int, process_count: int):
+    def __init__(self, sources, config, seed: int, process_index: int, process_count: int):
         data_config.validate(config)
-        self.source, self.seed, self.process_index = source, int(seed), int(process_index)
+        self.sources, self.seed, self.process_index = list(sources), int(seed), int(process_index)
         self.config = ml_collections.FrozenConfigDict(config)
-        self.scene_ids = np.asarray(shard_range(len(source), process_index, process_count))
-        self.bad_frames = BadFrames()
+        names = [name for name, _, _, _ in data_config.plan_configs(config)]
+        if len(self.sources) != len(names):
+            raise ValueError(f"{len(self.sources)} scene sources given for the {len(names)} of the config {names}")
+        self.scene_ids = [np.asarray(shard_range(len(s), process_index, process_count)) for s in self.sources]
+        self.bad_frames = [BadFrames() for _ in self.sources]
 
     def __call__(self, step: int) -> dict:
         plan = step_plan(self.config, self.seed, step)
+        index = plan["source"]
         samples = [
             make_sample(
-                self.source,
-                self.scene_ids,
+                self.sources[index],
+                self.scene_ids[index],
                 self.config,
                 item_rngs(self.seed, step, self.process_index, b),
                 plan["num_frames"],
                 plan["padded_frames"],
                 (plan["height"], plan["width"]),
-                self.bad_frames,
+                self.bad_frames[index],
             )
             for b in range(plan["batch_size"])
         ]
-        return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+        batch = {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+        batch["source_ids"] = np.full(plan["batch_size"], index, np.int32)
+        return batch
 
 
 def make_source(source_config):
@@ -280,23 +321,14 @@ def make_source(source_config):
         from vggt_jax.data.tfds_builder import TfdsSceneSource
 
         return TfdsSceneSource(source_config.path, source_config.split)
-    if kind == "co3d":
-        from vggt_jax.data.readers.co3d import load_co3d
-        from vggt_jax.data.sources import FileSceneSource
+    from vggt_jax.data.readers import LAYOUTS, load_scenes
+    from vggt_jax.data.sources import FileSceneSource
 
-        categories = tuple(source_config.categories) or None
-        scenes = load_co3d(source_config.path, categories, min_frames=source_config.min_frames, on_error="skip")
-        return FileSceneSource(scenes, depth_max_percentile=percentile)
-    if kind == "colmap":
-        from pathlib import Path
-
-        from vggt_jax.data.readers.colmap import load_colmap_scene
-        from vggt_jax.data.sources import FileSceneSource
-
-        root = Path(source_config.path)
-        folders = [root] if (root / "sparse").is_dir() else sorted(p for p in root.iterdir() if (p / "sparse").is_dir())
-        scenes = [load_colmap_scene(f, on_error="skip") for f in folders]
-        scenes = [s for s in scenes if len(s.frames) >= source_config.min_frames]
+    if kind in LAYOUTS:
+        options = dict(categories=tuple(source_config.categories) or None) if kind == "co3d" else {}
+        scenes = load_scenes(kind, source_config.path, source_config.min_frames, on_error="skip", **options)
+        if not scenes:
+            raise DataError(source_config.path, None, f"no usable {kind} scene (see the warnings above)")
         return FileSceneSource(scenes, depth_max_percentile=percentile)
     raise ValueError(f"unknown data.source.kind {kind!r}")
 
@@ -311,7 +343,8 @@ def make_train_iterator(
       seed: data seed; the same seed, process and step always give the same batch.
       process_index, process_count: this process's shard; default ``jax.process_index()``/``jax.process_count()``.
         Tests pass them explicitly to emulate several hosts in one process.
-      source: a scene source; default ``make_source(config.source)``.
+      source: a scene source, or with ``config.mix`` a list of them (in ``data_config.plan_configs`` order);
+        default: ``make_source`` of each configured source.
     Returns:
       a grain ``DatasetIterator`` (``next``, ``get_state``, ``set_state``); its state is a small JSON-able dict to save
       with the model checkpoint. With orbax: ``CheckpointManager(..., item_handlers={"data":
@@ -322,8 +355,11 @@ def make_train_iterator(
         import jax
 
         process_index, process_count = jax.process_index(), jax.process_count()
-    source = source if source is not None else make_source(config.source)
-    maker = BatchMaker(source, config, seed, process_index, process_count)
+    if source is None:
+        sources = [make_source(entry) for _, _, entry, _ in data_config.plan_configs(config)]
+    else:
+        sources = list(source) if isinstance(source, list | tuple) else [source]
+    maker = BatchMaker(sources, config, seed, process_index, process_count)
     dataset = grain.MapDataset.range(0, 2**62).map(maker)
     read = grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
     iter_dataset = dataset.to_iter_dataset(read)

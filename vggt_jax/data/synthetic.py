@@ -25,6 +25,7 @@ import functools
 
 import numpy as np
 
+from vggt_jax.data.augment import distorted_pixel_rays
 from vggt_jax.geometry import camera_centers, look_at, pixel_grid, pixel_rays, project_points, transform_points
 
 TRAJECTORIES = ("orbit", "dolly", "pan", "turn", "random")
@@ -263,14 +264,19 @@ class SyntheticScene:
         return np.clip(colour, 0.0, 1.0)
 
     # ----------------------------------------------------------------------------------------------- rendering
-    def render_view(self, extrinsic: np.ndarray, intrinsic: np.ndarray, height: int, width: int) -> dict:
-        """Render one camera.
+    def render_view(
+        self, extrinsic: np.ndarray, intrinsic: np.ndarray, height: int, width: int, distortion=None
+    ) -> dict:
+        """Render one camera (``distortion (k1, k2)``: through that lens, as ``augment.radial_distort`` models it).
 
         Returns a dict: ``image [H, W, 3]`` float32 in [0, 1], ``depth [H, W]`` float32 (0 where invalid), ``valid
         [H, W]`` bool, ``world_points [H, W, 3]`` float32 (0 where invalid), ``extrinsic [3, 4]``, ``intrinsic
         [3, 3]`` (float64).
         """
-        rays_cam = pixel_rays(*pixel_grid(height, width), intrinsic).reshape(-1, 3)
+        if distortion is None:
+            rays_cam = pixel_rays(*pixel_grid(height, width), intrinsic).reshape(-1, 3)
+        else:
+            rays_cam = distorted_pixel_rays(*pixel_grid(height, width), intrinsic, distortion).reshape(-1, 3)
         rot = extrinsic[:3, :3]
         directions = transform_points(rays_cam, rot.T)  # world directions whose camera z component is 1
         origin = camera_centers(extrinsic)

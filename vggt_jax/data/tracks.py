@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vggt_jax.data import augment
 from vggt_jax.geometry import project_points
 
 
@@ -29,6 +30,7 @@ def build_tracks(
     boundary: int = 4,
     rel_tol: float = 0.05,
     max_candidates: int = 8192,
+    distortions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Sample ``num_tracks`` tracks of frame-0 pixels.
 
@@ -37,6 +39,7 @@ def build_tracks(
         intrinsics ``[S, 3, 3]``: one sample's ground truth (before normalisation or after; pixels do not change).
       max_candidates: query pixels drawn at random before the depth test (all valid pixels would cost S x H x W
         projections for a result that keeps ``num_tracks`` of them).
+      distortions: ``[S, 2]`` for frames seen through ``augment.radial_distort``: points are projected through it.
     Returns:
       ``tracks [S, N, 2]`` float32 (x, y) pixel positions (the projection even where not visible, 0 if behind the
       camera), ``visible [S, N]`` bool, and ``ok``: False when frame 0 had no trackable pixel (then all not visible).
@@ -60,10 +63,16 @@ def build_tracks(
     for s in range(num_frames):
         proj, z = project_points(points, extrinsics[s], intrinsics[s])
         proj = np.where(np.isfinite(proj) & (z[:, None] > 0), proj, 0.0)
+        lens_ok = True
+        if distortions is not None and np.any(distortions[s]):
+            radius = augment.corner_radius(intrinsics[s], height, width)
+            proj, lens_ok = augment.distort_pixels(proj, intrinsics[s], distortions[s], radius)
+            proj = np.where(lens_ok[:, None], proj, 0.0)
         uv[s] = proj
         corner = np.floor(proj).astype(np.int64)
         inside = (
-            (z > 0)
+            lens_ok
+            & (z > 0)
             & (corner[:, 0] >= boundary)
             & (corner[:, 0] < width - boundary)
             & (corner[:, 1] >= boundary)

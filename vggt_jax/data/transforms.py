@@ -18,6 +18,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from vggt_jax.data import augment
 from vggt_jax.geometry import closed_form_inverse_se3, pixel_grid, pixel_rays, transform_points
 
 _GRAY = np.array([0.2989, 0.587, 0.114], np.float32)  # torchvision's rgb_to_grayscale weights
@@ -107,7 +108,23 @@ def transform_frame(image, depth, intrinsic, target_hw, params: dict, safe_bound
     cur = np.array(depth.shape, np.float64)
     scale = np.max((target + safe_bound + params["margin"] * target.max()) / cur)
     image, depth, intrinsic = resize(image, depth, intrinsic, np.floor(cur * scale).astype(int))
-    return crop_around_principal_point(image, depth, intrinsic, target_hw, strict=True)
+    shift = params.get("pp_shift", (0.0, 0.0))
+    if shift[0] == 0 and shift[1] == 0:
+        return crop_around_principal_point(image, depth, intrinsic, target_hw, strict=True)
+    return crop(image, depth, intrinsic, *_shifted_window(depth.shape, intrinsic, target_hw, shift))
+
+
+def _shifted_window(size_hw, intrinsic, target_hw, shift) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of a ``target_hw`` crop whose principal point sits ``shift = (dx, dy)`` (a
+    fraction of the target's width and height) from its centre, moved back inside the image where the shift would
+    reach past it (never further out than the centred window)."""
+    starts = []
+    for center, size, target, frac in zip(intrinsic[[1, 0], 2], size_hw, target_hw, shift[::-1], strict=True):
+        centred, _ = principal_point_window(center, size, int(target), strict=True)
+        start = round(center - (target - 1) / 2 - frac * target)
+        lo, hi = min(0, centred), max(size - int(target), centred)
+        starts.append(int(min(max(start, lo), hi)))
+    return starts[0], starts[1], int(target_hw[0]), int(target_hw[1])
 
 
 # ------------------------------------------------------------------------------------------------------- colour
@@ -180,9 +197,10 @@ def _shift_hue(rgb: np.ndarray, shift: float) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- ground truth & scale
-def world_points_from_depth(depths: np.ndarray, extrinsics: np.ndarray, intrinsics: np.ndarray):
+def world_points_from_depth(depths: np.ndarray, extrinsics: np.ndarray, intrinsics: np.ndarray, distortions=None):
     """``depths [S, H, W]``, ``extrinsics [S, 3, 4]``, ``intrinsics [S, 3, 3]`` -> ``world_points [S, H, W, 3]``
-    (0 where invalid) and ``point_masks [S, H, W]`` bool (depth > 1e-8, the official threshold).
+    (0 where invalid) and ``point_masks [S, H, W]`` bool (depth > 1e-8, the official threshold). ``distortions
+    [S, 2]``: frames seen through ``augment.radial_distort`` (their rays are ``augment.distorted_pixel_rays``).
 
     Points come out in the dtype of ``depths`` (the pipeline uses float32, as the official trainer: ~1e-7 relative);
     rays and camera poses are applied from float64.
@@ -190,7 +208,10 @@ def world_points_from_depth(depths: np.ndarray, extrinsics: np.ndarray, intrinsi
     masks = depths > 1e-8
     points = np.empty(depths.shape + (3,), depths.dtype)
     for s, (depth, ext, intr) in enumerate(zip(depths, extrinsics, intrinsics, strict=True)):
-        rays = pixel_rays(*pixel_grid(*depth.shape), intr).astype(depths.dtype)
+        if distortions is None:
+            rays = pixel_rays(*pixel_grid(*depth.shape), intr).astype(depths.dtype)
+        else:
+            rays = augment.distorted_pixel_rays(*pixel_grid(*depth.shape), intr, distortions[s]).astype(depths.dtype)
         world_from_cam = closed_form_inverse_se3(np.asarray(ext, np.float64))[:3].astype(depths.dtype)
         points[s] = transform_points(rays * depth[..., None], world_from_cam[:, :3], world_from_cam[:, 3])
     points[~masks] = 0
