@@ -87,6 +87,9 @@ def data_config(config: Any, mesh: jax.sharding.Mesh, eval_mode: bool = False) -
         c.training = False
         c.update(config.eval.data.to_dict())
         c.source.update(config.eval.source.to_dict())
+        for entry in c.mix.values():  # the held-out settings apply to every mixed source
+            entry.update(config.eval.source.to_dict())
+            entry.num_frames, entry.aspect_ratios = tuple(c.num_frames), tuple(c.aspect_ratios)
     return c
 
 
