@@ -381,8 +381,17 @@ def test_sources_from_config(tmp_path, caplog):
     cfg.source.update(kind="folder", path=str(tmp_path / "mine"))
     batch = next(pipeline.make_train_iterator(cfg, 0, 0, 1))
     assert batch["point_masks"].any() and np.isfinite(batch["world_points"]).all()
+    # source.stride reaches the video-rate layouts: 3 frames, every 2nd kept.
+    from vggt_jax.data.readers import replica
+
+    depths = np.minimum(stack(0, "depth"), 9.0)  # the format holds up to 10 m
+    replica.write_replica_scene(
+        tmp_path / "replica" / "r0", stack(0, "image"), depths, stack(0, "extrinsic"), stack(0, "intrinsic")[0]
+    )
+    cfg.source.update(kind="replica", path=str(tmp_path / "replica"), stride=2, min_frames=1)
+    assert pipeline.make_source(cfg.source).num_frames(0) == 2
     (tmp_path / "empty").mkdir()
-    cfg.source.path = str(tmp_path / "empty")
+    cfg.source.update(kind="folder", path=str(tmp_path / "empty"))
     with pytest.raises(DataError, match="no usable folder scene"):
         pipeline.make_source(cfg.source)
 

@@ -83,6 +83,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
             categories=(),  # co3d: empty = all
             min_frames=2,  # file layouts: drop scenes with fewer frames (official CO3D uses 24)
             depth_max_percentile=-1.0,  # file layouts: > 0 drops depth above this percentile (official CO3D: 98)
+            stride=1,  # scannet / replica: keep every k-th frame of a video-rate sequence
             num_scenes=1000,  # synthetic
             frames_per_scene=24,
             height=384,

@@ -325,7 +325,11 @@ def make_source(source_config):
     from vggt_jax.data.sources import FileSceneSource
 
     if kind in LAYOUTS:
-        options = dict(categories=tuple(source_config.categories) or None) if kind == "co3d" else {}
+        options = {}
+        if kind == "co3d":
+            options["categories"] = tuple(source_config.categories) or None
+        if kind in ("scannet", "replica"):
+            options["stride"] = int(source_config.stride)
         scenes = load_scenes(kind, source_config.path, source_config.min_frames, on_error="skip", **options)
         if not scenes:
             raise DataError(source_config.path, None, f"no usable {kind} scene (see the warnings above)")
