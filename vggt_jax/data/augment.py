@@ -39,7 +39,7 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0.0031308), 1 / 2.4) - 0.055)
 
 
-def _per_frame_or_scene(rng: np.random.Generator, num_frames: int, per_frame: bool, draw) -> list[dict]:
+def _per_frame_or_scene(num_frames: int, per_frame: bool, draw) -> list[dict]:
     if per_frame:
         return [draw() for _ in range(num_frames)]
     return [draw()] * num_frames
@@ -58,7 +58,7 @@ def sample_exposure_params(rng: np.random.Generator, num_frames: int, augs) -> l
             gamma=float(np.exp(rng.uniform(glo, ghi))),
         )
 
-    return _per_frame_or_scene(rng, num_frames, augs.exposure_per_frame, draw)
+    return _per_frame_or_scene(num_frames, augs.exposure_per_frame, draw)
 
 
 def exposure_table(params: dict) -> np.ndarray:
@@ -128,7 +128,7 @@ def sample_lens_params(rng: np.random.Generator, num_frames: int, augs) -> list[
             return dict(distortion=(float(rng.uniform(*augs.k1)), float(rng.uniform(*augs.k2))))
         return dict(distortion=(0.0, 0.0))
 
-    lenses = _per_frame_or_scene(rng, num_frames, augs.distortion_per_frame, draw)
+    lenses = _per_frame_or_scene(num_frames, augs.distortion_per_frame, draw)
     shift = augs.pp_shift
     return [
         dict(lens, pp_shift=tuple(rng.uniform(-shift, shift, 2).tolist()) if shift > 0 else (0.0, 0.0))
