@@ -17,7 +17,9 @@ of ``--repeats``), with XLA's own FLOP count (cost analysis) for it:
 
 The peak is a jitted 4096^3 float32 matmul on this machine (best of three); the floor is the forward's FLOPs over
 it. Every stage runs with the model's attention kernel (``config.attention``, "auto": chunked for long sequences on
-CPU) and is counted with the reference one. Random weights (the time does not depend on them). Float32.
+CPU) and is counted with the reference one and the heads unchunked (XLA counts a loop's body once: the chunked
+attention's and the heads' frame scan's FLOPs would be undercounted). Random weights (the time does not depend on
+them). Float32.
 """
 
 from __future__ import annotations
@@ -130,7 +132,9 @@ def stage_table(config_name: str, frames: int, height: int, width: int, queries:
     def model_fn(c, with_queries=False):
         """(fn, its params, fn with the reference attention for the FLOP count)."""
         fn, sub = _model_fn(c, with_queries)
-        return fn, sub, _model_fn(c.replace(attention="xla"), with_queries)[0]
+        # Counted with the reference attention and the heads unchunked: XLA's cost analysis counts a loop body once,
+        # and both the chunked attention kernel and the heads' frame chunks (heads_frames_chunk) are loops.
+        return fn, sub, _model_fn(c.replace(attention="xla", heads_frames_chunk=0), with_queries)[0]
 
     def _model_fn(c, with_queries=False):
         model = VGGT(c)
