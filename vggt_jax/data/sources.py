@@ -264,6 +264,13 @@ def scene_folders(root: str | Path, is_scene) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and is_scene(p))
 
 
+def require_files(files, scene: str, frame: str | None) -> None:
+    """Raise ``DataError`` naming the first missing file of ``files`` (``(kind, path)`` pairs; None paths skipped)."""
+    for kind, path in files:
+        if path is not None and not Path(path).exists():
+            raise DataError(scene, frame, f"{kind} file {path} is missing")
+
+
 def load_each(folders, load, on_error: str, wanted=None) -> list[SceneRecord]:
     """``load(folder)`` for each folder (those for which ``wanted(folder)`` holds, if given); a ``DataError`` is
     raised or, with ``on_error="skip"``, logged and the scene dropped. What every reader of a dataset root does."""

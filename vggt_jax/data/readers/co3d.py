@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vggt_jax.data.sources import DataError, FrameRecord, SceneRecord, report
+from vggt_jax.data.sources import DataError, FrameRecord, SceneRecord, report, require_files
 
 _FLIP_XY = np.diag([-1.0, -1.0, 1.0])
 
@@ -178,9 +178,7 @@ def _sequence_frames(root: Path, scene: str, annos: list, on_error: str, check_f
             if depth.get("mask_path"):
                 paths["depth mask"] = root / depth["mask_path"]
             if check_files:
-                for kind, path in paths.items():
-                    if not path.exists():
-                        raise DataError(scene, frame, f"{kind} file {path} is missing")
+                require_files(paths.items(), scene, frame)
         except DataError as e:
             report(e, on_error)
             continue

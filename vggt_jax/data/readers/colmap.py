@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggt_jax.data.sources import DataError, FrameRecord, SceneRecord, report
+from vggt_jax.data.sources import DataError, FrameRecord, SceneRecord, report, require_files
 from vggt_jax.geometry import colmap_io
 
 
@@ -92,9 +92,8 @@ def model_frames(
                 intrinsic = colmap_io.camera_intrinsic(cam)
             except ValueError as e:
                 raise DataError(scene, im.name, str(e)) from None
-            for kind, path in (("image", image_file), ("depth", depth_file)):
-                if check_files and path is not None and not path.exists():
-                    raise DataError(scene, im.name, f"{kind} file {path} is missing")
+            if check_files:
+                require_files((("image", image_file), ("depth", depth_file)), scene, im.name)
         except DataError as e:
             report(e, on_error)
             continue

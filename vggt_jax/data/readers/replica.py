@@ -36,6 +36,7 @@ from vggt_jax.data.sources import (
     parse_matrix,
     pose_to_extrinsic,
     report,
+    require_files,
     scene_folders,
     write_png_depth,
 )
@@ -118,9 +119,7 @@ def load_replica_scene(
                     name, image_path.name, f"traj.txt line {index + 1} is not a rigid 4x4 pose ({e})"
                 ) from None
             if check_files:
-                for kind, path in (("image", image_path), ("depth", depth_path)):
-                    if not path.exists():
-                        raise DataError(name, image_path.name, f"{kind} file {path} is missing")
+                require_files((("image", image_path), ("depth", depth_path)), name, image_path.name)
         except DataError as e:
             report(e, on_error)
             continue

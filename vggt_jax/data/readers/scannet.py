@@ -45,6 +45,7 @@ from vggt_jax.data.sources import (
     pose_to_extrinsic,
     read_matrix,
     report,
+    require_files,
     scene_folders,
     write_matrix,
     write_png_depth,
@@ -121,9 +122,7 @@ def load_scannet_scene(
             except ValueError as e:
                 raise DataError(name, frame, f"pose file {paths['pose']}: {e}") from None
             if check_files:
-                for sub in ("color", "depth"):
-                    if not paths[sub].exists():
-                        raise DataError(name, frame, f"{sub} file {paths[sub]} is missing")
+                require_files((("color", paths["color"]), ("depth", paths["depth"])), name, frame)
         except DataError as e:
             report(e, on_error)
             continue
