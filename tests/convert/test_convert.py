@@ -9,6 +9,7 @@ import pytest
 from vggt_jax.config import tiny, vggt_1b
 from vggt_jax.convert import ConversionError, abstract_params, convert_state_dict, count_params
 from vggt_jax.convert.convert import plan_conversion
+from vggt_jax.model.layout import with_scan_layers
 from vggt_jax.parity.recipe import load_table, state_dict
 
 
@@ -34,7 +35,7 @@ class ShapeOnlySource:
 def test_1b_manifest_maps_every_key(fixture_file):
     table = load_table(fixture_file("vggt1b_weights.json"))
     assert table["num_keys"] == 1797
-    target = abstract_params(vggt_1b())
+    target = abstract_params(with_scan_layers(vggt_1b(), False))  # plan_conversion maps into the unrolled tree
     assert count_params(target) == 1_256_537_516 == table["total_params"]
     plans = plan_conversion(ShapeOnlySource(table), target)
     assert len(plans) == 1797
@@ -43,7 +44,7 @@ def test_1b_manifest_maps_every_key(fixture_file):
 
 def test_tiny_manifest_maps_every_key(fixture_file):
     table = load_table(fixture_file("tiny_weights.json"))
-    target = abstract_params(tiny())
+    target = abstract_params(with_scan_layers(tiny(), False))  # plan_conversion maps into the unrolled tree
     assert count_params(target) == 48_989_164 == table["total_params"]
     assert len(plan_conversion(ShapeOnlySource(table), target)) == table["num_keys"] == 659
 
@@ -130,7 +131,7 @@ def test_omega_manifests_map_every_key(fixture_file, table_name, config, keys, p
 
     table = load_table(fixture_file(table_name))
     assert table["num_keys"] == keys
-    target = abstract_params(get_config(config))
+    target = abstract_params(with_scan_layers(get_config(config), False))  # plan_conversion maps into the unrolled tree
     assert count_params(target) == params == table["total_params"]
     plans = plan_conversion(OmegaManifestSource(table), target, get_config(config))
     # Every parameter fills one leaf; the bias masks and RoPE periods are checked and consumed.

@@ -11,6 +11,7 @@ import pytest
 from vggt_jax.config import tiny
 from vggt_jax.convert import convert_state_dict
 from vggt_jax.model.layers import Block
+from vggt_jax.model.layout import with_scan_layers
 from vggt_jax.model.rope import Rope, rope_tables, token_positions
 from vggt_jax.parity.compare import metrics
 from vggt_jax.parity.recipe import load_table, state_dict
@@ -30,7 +31,8 @@ def test_block_pair_with_rope_float64(tiny_case, layer):
     cfg = tiny().aggregator
     assert list(case["agg_layer_idx"]) == [0, 1, 2, 3]  # the tiny fixture stores every aggregator layer
     with jax.enable_x64(True):
-        params = convert_state_dict(sd, tiny().replace(track_head=None), "float64")["params"]["aggregator"]
+        unrolled = with_scan_layers(tiny().replace(track_head=None), False)  # one block at a time
+        params = convert_state_dict(sd, unrolled, "float64")["params"]["aggregator"]
         golden = case["agg_tokens__f64"][:, 0]  # [layer, S, T, 2C]
         s, t, c = golden.shape[1], golden.shape[2], cfg.embed_dim
         x = jnp.asarray(golden[layer - 1, ..., c:])  # the global block's output feeds the next frame block

@@ -35,7 +35,7 @@ def deep_micro(monkeypatch):
     agg = dataclasses.replace(
         cfg.aggregator, depth=4, patch_embed=dataclasses.replace(cfg.aggregator.patch_embed, variant="micro3_vit14_reg")
     )
-    cfg = cfg.replace(aggregator=agg)
+    cfg = with_scan_layers(cfg.replace(aggregator=agg), False)  # the unrolled layout each test compares against
     assert head_layers(cfg) == (0, 1, 3)
     return cfg
 
@@ -209,7 +209,8 @@ def test_converter_writes_the_scan_layout(tiny_state_dict):
     assert jax.tree.map(lambda x: (x.shape, x.dtype), params) == jax.tree.map(
         lambda x: (x.shape, x.dtype), abstract_params(cfg)
     )
-    assert_trees_equal(params, stack_layers(convert_state_dict(tiny_state_dict, tiny()), tiny()))
+    unrolled = with_scan_layers(tiny(), False)
+    assert_trees_equal(params, stack_layers(convert_state_dict(tiny_state_dict, unrolled), unrolled))
 
 
 def test_tiny_fixture_float64_through_scan_layout(fixture_file, tiny_state_dict):
