@@ -114,6 +114,7 @@ def test_scan_layout_sharded_equals_unrolled_single_device(mesh, kv_exchange):
     from vggt_jax.model.layout import stack_layers, with_scan_layers
 
     cfg = micro().replace(dtype="float64", head_dtype="float64", param_dtype="float64", track_head=None)
+    cfg = with_scan_layers(cfg, False)  # the unrolled reference
     images = np.random.default_rng(2).uniform(size=(1, 5, 3, 28, 42))
     with jax.enable_x64(True):
         model = VGGT(cfg)
