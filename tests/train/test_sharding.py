@@ -26,7 +26,7 @@ def spec(*axes):
 
 @functools.cache
 def abstract(name: str):
-    return abstract_params(get_config(name))["params"]
+    return abstract_params(with_scan_layers(get_config(name), False))["params"]  # the unrolled layout
 
 
 def sharded_abstract(name: str, mesh):
