@@ -88,6 +88,10 @@ class AggregatorConfig:
     # 16-21 s unrolled, the same run time); False unrolls them (``frame_blocks_3/...``, the official module tree).
     # The same function either way; ``vggt_jax.model.layout`` converts the params, the converter writes either.
     scan_layers: bool = True
+    # The MLPs of these blocks run over this many tokens at a time (``vggt_jax.model.layers.mlp_rows_scope``): at 8
+    # frames of VGGT-Omega 1B 4.5% faster and 0.04 GB less peak memory on CPU than all at once (0). The tracker's and
+    # the heads' small MLPs run all at once, where a scan costs more than it saves.
+    mlp_rows_chunk: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)

@@ -172,7 +172,7 @@ def resolve_inputs(
     docstring for what a source can be."""
     if isinstance(source, Image.Image):
         return [ImageInput("image_0000.png", None, lambda: source)]
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, str | os.PathLike):
         text = os.fspath(source)
         path = Path(text)
         if path.is_dir():

@@ -21,7 +21,7 @@ import numpy as np
 from vggt_jax.config import AggregatorConfig
 from vggt_jax.model import frame_parallel
 from vggt_jax.model.dino import DinoVisionTransformer
-from vggt_jax.model.layers import block_class, constrain
+from vggt_jax.model.layers import block_class, constrain, mlp_rows_scope
 from vggt_jax.model.rope import Rope, axial_rope, rope_tables, token_positions
 
 Dtype = Any
@@ -71,6 +71,12 @@ class Aggregator(nn.Module):
         ``keep_layers``: the aggregator layers to return (default all); the others are never stored.
         ``frame_mask``: [B, S] bool, False for padding frames, which global attention then ignores.
         """
+        with mlp_rows_scope(self.config.mlp_rows_chunk):
+            return self._forward(images, keep_layers, frame_mask)
+
+    def _forward(
+        self, images: jax.Array, keep_layers: Sequence[int] | None, frame_mask: jax.Array | None
+    ) -> tuple[dict[int, jax.Array], int]:
         cfg = self.config
         b, s, c_in, height, width = images.shape
         if c_in != 3:

@@ -6,6 +6,10 @@ weight conversion is a rename table. Shapes: tokens are ``[B, N, C]``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -13,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vggt_jax.model import spmd
 from vggt_jax.model.attention import dot_product_attention
 from vggt_jax.model.rope import Rope
 
@@ -66,8 +71,40 @@ def gelu(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=False)
 
 
+# The row chunk of the transformer MLPs, a trace-time setting like the attention kernel (``AggregatorConfig.
+# mlp_rows_chunk``, entered by the aggregator for its blocks and its DINO's); 0 (outside any scope) runs all at once.
+_ROWS: contextvars.ContextVar[int] = contextvars.ContextVar("vggt_mlp_rows_chunk", default=0)
+
+
+@contextlib.contextmanager
+def mlp_rows_scope(rows: int) -> Iterator[None]:
+    """Trace the enclosed model code with its MLPs applied to at most ``rows`` tokens at a time (0: all)."""
+    if rows < 0:
+        raise ValueError(f"mlp_rows_chunk must be >= 0 (0 = all rows at once), got {rows}")
+    token = _ROWS.set(rows)
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
+
+
+def row_chunks(rows: int, target: int) -> tuple[int, int]:
+    """``(steps, chunk)`` covering ``rows`` in chunks of about ``target``: an exact divisor of ``rows`` between
+    ``target / 2`` and ``target`` when there is one, else equal chunks of the last one padded."""
+    steps = math.ceil(rows / target)
+    for s in range(steps, 2 * steps + 1):
+        if not rows % s:
+            return s, rows // s
+    return steps, math.ceil(rows / steps)
+
+
 class Mlp(nn.Module):
-    """fc1 -> GELU -> fc2 (``vggt.layers.mlp.Mlp`` and the tracker's timm-style Mlp)."""
+    """fc1 -> GELU -> fc2 (``vggt.layers.mlp.Mlp`` and the tracker's timm-style Mlp).
+
+    Inside ``mlp_rows_scope(rows)`` the tokens go through in chunks of about ``rows`` (an ``nn.scan`` over chunks,
+    the same parameters): the [tokens, hidden] activation is then a few MB instead of ~100 MB at 8 frames, and the
+    smaller GEMMs run ~10% faster on CPU. Every row is computed as before. Not under a partitioned training mesh,
+    whose partitioner would gather the rows a traced chunk index slices."""
 
     hidden_features: int
     out_features: int
@@ -75,8 +112,26 @@ class Mlp(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
-    @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        target = _ROWS.get()
+        rows = math.prod(x.shape[:-1])
+        if not target or rows <= target or self.is_initializing() or spmd.partitioned():
+            return self.rows(x)
+        steps, chunk = row_chunks(rows, target)
+        flat = x.reshape(rows, x.shape[-1])
+        if steps * chunk != rows:
+            flat = jnp.pad(flat, ((0, steps * chunk - rows), (0, 0)))
+        scan = nn.scan(
+            lambda mlp, carry, xs: (carry, mlp.rows(xs)),
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            check_constancy_invariants=False,  # the body only reads the parameters; saves a trace of it
+        )
+        _, out = scan(self, None, flat.reshape(steps, chunk, flat.shape[-1]))
+        return out.reshape(steps * chunk, -1)[:rows].reshape(*x.shape[:-1], self.out_features)
+
+    @nn.compact
+    def rows(self, x: jax.Array) -> jax.Array:
         dense = lambda n, name: nn.Dense(  # noqa: E731
             n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype, name=name
         )

@@ -36,3 +36,9 @@ def num_shards(logical: str, size: int) -> int:
     """How many parts ``mesh_axes(logical, size)`` splits the dim into (1 outside a training mesh)."""
     mesh = jax.sharding.get_abstract_mesh()
     return math.prod(mesh.shape[a] for a in mesh_axes(logical, size))
+
+
+def partitioned() -> bool:
+    """Whether the model is traced under a training mesh of automatic axes with more than one device."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return not mesh.empty and mesh.size > 1 and all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types)
