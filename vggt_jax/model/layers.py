@@ -102,9 +102,9 @@ class Mlp(nn.Module):
     """fc1 -> GELU -> fc2 (``vggt.layers.mlp.Mlp`` and the tracker's timm-style Mlp).
 
     Inside ``mlp_rows_scope(rows)`` the tokens go through in chunks of about ``rows`` (an ``nn.scan`` over chunks,
-    the same parameters): the [tokens, hidden] activation is then a few MB instead of ~100 MB at 8 frames, and the
-    smaller GEMMs run ~10% faster on CPU. Every row is computed as before. Not under a partitioned training mesh,
-    whose partitioner would gather the rows a traced chunk index slices."""
+    the same parameters): the [tokens, hidden] activation is then a few MB instead of ~100 MB at 8 frames; the time
+    gain on CPU is within run-to-run noise (docs/performance.md). Every row is computed as before. Not under a
+    partitioned training mesh, whose partitioner would gather the rows a traced chunk index slices."""
 
     hidden_features: int
     out_features: int
