@@ -24,29 +24,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vggt_jax.config import VGGTConfig
+from vggt_jax.inference.outputs import FRAME_DIM, SCENE_OUTPUTS
 from vggt_jax.inference.predictor import Predictor
+from vggt_jax.model.attention import target_platform
 from vggt_jax.model.frame_parallel import frame_axis_scope
 from vggt_jax.model.vggt import VGGT
 
 FRAME_AXIS = "frames"
-
-# The frame axis of every output of VGGT.__call__.
-_FRAME_DIM = {
-    "pose_enc": 1,
-    "pose_enc_list": 2,
-    "depth": 1,
-    "depth_conf": 1,
-    "world_points": 1,
-    "world_points_conf": 1,
-    "track": 1,
-    "track_list": 2,
-    "vis": 1,
-    "conf": 1,
-    "frame_descriptor": 1,
-    "camera_and_register_tokens": 1,
-}
-# VGGT-Omega's text head: one embedding per scene, computed on every shard from every shard's special tokens.
-_SCENE_OUTPUTS = ("text_alignment_embedding", "text_alignment_token")
 
 
 def frame_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = FRAME_AXIS) -> Mesh:
@@ -62,7 +46,7 @@ def output_names(config: VGGTConfig, with_queries: bool) -> list[str]:
     if config.family == "vggt_omega":
         names += ["camera_and_register_tokens"]
         if config.text_head is not None:
-            names += list(_SCENE_OUTPUTS)
+            names += list(SCENE_OUTPUTS)
     if config.camera_head is not None:
         names += ["pose_enc", "pose_enc_list"]
     if config.depth_head is not None:
@@ -74,10 +58,15 @@ def output_names(config: VGGTConfig, with_queries: bool) -> list[str]:
     return names
 
 
+def may_run_pallas(config: VGGTConfig) -> bool:
+    """Whether the model traced now may run a Pallas kernel (splash: asked for, or ``auto`` on TPU)."""
+    return config.attention == "splash" or (config.attention == "auto" and target_platform() == "tpu")
+
+
 def _frame_spec(name: str, axis_name: str) -> P:
-    if name in _SCENE_OUTPUTS:  # [B, C] per shard, stacked over the shards on a new axis: shard 0's is taken
+    if name in SCENE_OUTPUTS:  # [B, C] per shard, stacked over the shards on a new axis: shard 0's is taken
         return P(axis_name)
-    return P(*([None] * _FRAME_DIM[name]), axis_name)
+    return P(*([None] * FRAME_DIM[name]), axis_name)
 
 
 def frame_sharded_apply(
@@ -97,7 +86,7 @@ def frame_sharded_apply(
     def local(params, images, query_points, frame_mask, point_mask):
         with frame_axis_scope(axis_name, kv_exchange):
             out = model.apply(params, images, query_points, frame_mask, point_mask)
-        return {k: v[None] if k in _SCENE_OUTPUTS else v for k, v in out.items()}
+        return {k: v[None] if k in SCENE_OUTPUTS else v for k, v in out.items()}
 
     @jax.jit
     def forward(params, images, query_points=None, frame_mask=None, point_mask=None):
@@ -110,13 +99,16 @@ def frame_sharded_apply(
         names = output_names(model.config, query_points is not None)
         in_specs = (P(), frames, P(), frames, P())
         out_specs = {name: _frame_spec(name, axis_name) for name in names}
-        run = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+        # Pallas kernels (splash on TPU) declare their outputs without varying-axes types, which check_vma rejects.
+        run = jax.shard_map(
+            local, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=not may_run_pallas(model.config)
+        )
         out = run(params, images, query_points, frame_mask, point_mask)
-        out = {k: v[0] if k in _SCENE_OUTPUTS else v for k, v in out.items()}
+        out = {k: v[0] if k in SCENE_OUTPUTS else v for k, v in out.items()}
         if s_pad == s:
             return out
         return {
-            k: v if k in _SCENE_OUTPUTS else jax.lax.slice_in_dim(v, 0, s, axis=_FRAME_DIM[k]) for k, v in out.items()
+            k: v if k in SCENE_OUTPUTS else jax.lax.slice_in_dim(v, 0, s, axis=FRAME_DIM[k]) for k, v in out.items()
         }
 
     return forward

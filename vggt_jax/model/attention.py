@@ -10,10 +10,12 @@ adds) leaves the outputs of the real tokens unchanged.
   attention), in plain JAX, so any backend runs it in memory independent of the sequence length. On CPU it is also
   several times faster than ``xla`` for long sequences: a [H, q_chunk, kv_chunk] tile stays in cache between the
   two matmuls and the exp, where the full logits make three passes through main memory.
-- ``cudnn``: ``jax.nn.dot_product_attention(implementation="cudnn")``, the fused kernel (GPU, bf16/fp16 only).
+- ``cudnn``: ``jax.nn.dot_product_attention(implementation="cudnn")``, the fused kernel (GPU, bf16/fp16; the
+  float32 heads fall back to ``chunked`` / ``xla``).
 - ``splash``: the Pallas splash-attention kernel (TPU).
-- ``auto``: ``cudnn`` / ``splash`` where the backend and dtype allow, else ``chunked`` for long sequences and
-  ``xla`` for short ones (short sequences, such as every test fixture, keep the reference arithmetic).
+- ``auto``: ``cudnn`` / ``splash`` where the target platform (``platform_scope``, default JAX's backend), dtype and
+  (splash) static shapes allow, else ``chunked`` for long sequences and ``xla`` for short ones (short sequences, such as
+  every test fixture, keep the reference arithmetic).
 """
 
 from __future__ import annotations
@@ -78,6 +80,27 @@ def attention_scope(config: AttentionConfig) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
+# The kernels traced inside ``record_kernels`` (what ``auto`` chose, for the lowering matrix and the exporter).
+_RECORD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("vggt_attention_record", default=None)
+
+
+@contextlib.contextmanager
+def record_kernels() -> Iterator[list[str]]:
+    """Collect the name of every attention kernel traced inside (one entry per traced call)."""
+    kernels: list[str] = []
+    token = _RECORD.set(kernels)
+    try:
+        yield kernels
+    finally:
+        _RECORD.reset(token)
+
+
+def _record(name: str) -> None:
+    kernels = _RECORD.get()
+    if kernels is not None:
+        kernels.append(name)
+
+
 def dot_product_attention(
     q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None, config: AttentionConfig | None = None
 ) -> jax.Array:
@@ -92,16 +115,24 @@ def dot_product_attention(
     if exchange is not None:
         axis_name, mode = exchange
         if mode == "ring":
+            _record("ring")
             return ring_attention(q, k, v, key_mask, axis_name, config)
         k, v, key_mask = (frame_parallel.gather_frames(x, 1) if x is not None else None for x in (k, v, key_mask))
     implementation = config.implementation
     if implementation == "auto":
         implementation = select_implementation(q, k)
+    elif implementation == "cudnn" and q.dtype not in (jnp.bfloat16, jnp.float16):
+        # cuDNN's kernel takes bf16/fp16: the float32 heads (camera head, upstream's autocast-free heads) run the
+        # plain-JAX kernel.
+        implementation = fallback_implementation(q, k)
+    _record(implementation)
     if implementation == "xla":
         return xla_attention(q, k, v, key_mask)
     if implementation == "cudnn":
-        return cudnn_attention(q, k, v, key_mask)
-    if implementation == "chunked":
+        # Per device like the tiled kernels: JAX would otherwise partition it with a Python callback
+        # (CustomSPMDPartitioning), which a serialized program cannot hold.
+        kernel = cudnn_attention
+    elif implementation == "chunked":
         kernel = functools.partial(
             chunked_attention, q_chunk=config.q_chunk, kv_chunk=config.kv_chunk, batch_chunk=config.batch_chunk
         )
@@ -122,19 +153,61 @@ def per_device(kernel, q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.A
     if not batch_axes and not head_axes:
         return kernel(q, k, v, key_mask)
     qkv = P(batch_axes or None, None, head_axes or None, None)
+    # Pallas kernels (splash) declare their outputs without varying-axes types, which check_vma rejects.
+    shard_map = functools.partial(jax.shard_map, check_vma=kernel is not splash_attention)
     if key_mask is None:
-        return jax.shard_map(lambda q, k, v: kernel(q, k, v, None), in_specs=(qkv,) * 3, out_specs=qkv)(q, k, v)
+        return shard_map(lambda q, k, v: kernel(q, k, v, None), in_specs=(qkv,) * 3, out_specs=qkv)(q, k, v)
     specs = (qkv, qkv, qkv, P(batch_axes or None, None))
-    return jax.shard_map(kernel, in_specs=specs, out_specs=qkv)(q, k, v, key_mask)
+    return shard_map(kernel, in_specs=specs, out_specs=qkv)(q, k, v, key_mask)
+
+
+# The platform the model is traced for. ``jax.default_backend()`` unless a caller lowering for another platform says
+# which (``platform_scope``: ``vggt_jax.export`` lowers for cuda and tpu on a CPU-only machine).
+_PLATFORM: contextvars.ContextVar[str | None] = contextvars.ContextVar("vggt_platform", default=None)
+_PLATFORM_NAMES = {"gpu": "cuda", "cuda": "cuda", "rocm": "rocm", "tpu": "tpu", "cpu": "cpu"}
+
+
+@contextlib.contextmanager
+def platform_scope(platform: str) -> Iterator[None]:
+    """Trace the enclosed model code for ``platform`` ("cpu", "cuda"/"gpu", "rocm", "tpu"): what ``auto`` picks."""
+    if platform not in _PLATFORM_NAMES:
+        raise ValueError(f"unknown platform {platform!r}; choose one of {sorted(_PLATFORM_NAMES)}")
+    token = _PLATFORM.set(_PLATFORM_NAMES[platform])
+    try:
+        yield
+    finally:
+        _PLATFORM.reset(token)
+
+
+def target_platform() -> str:
+    """The platform being traced for: the enclosing ``platform_scope``'s, else JAX's default backend's."""
+    return _PLATFORM.get() or _PLATFORM_NAMES.get(jax.default_backend(), jax.default_backend())
+
+
+def is_static(*shapes: tuple) -> bool:
+    """Whether every dimension is a known integer (not symbolic, as in a ``jax.export`` with a polymorphic frame
+    count)."""
+    return all(isinstance(d, int) for shape in shapes for d in shape)
 
 
 def select_implementation(q: jax.Array, k: jax.Array) -> str:
-    """The ``auto`` choice for these shapes on the default backend."""
-    backend = jax.default_backend()
-    if backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] <= 128:
+    """The ``auto`` choice for these shapes on the target platform (``target_platform``): cuDNN's fused kernel on
+    GPU for bf16/fp16 with head dim <= 128, splash on TPU, else the tiled kernel for long sequences and the
+    reference for short ones. A symbolic sequence length (an export with a polymorphic frame count) rules out
+    splash, whose block mask is built in numpy for static lengths; cuDNN takes it."""
+    platform = target_platform()
+    fused_dtype = q.dtype in (jnp.bfloat16, jnp.float16)
+    if platform == "cuda" and fused_dtype and q.shape[-1] <= 128:
         return "cudnn"
-    if backend == "tpu":
+    if platform == "tpu" and is_static(q.shape, k.shape):
         return "splash"
+    return fallback_implementation(q, k)
+
+
+def fallback_implementation(q: jax.Array, k: jax.Array) -> str:
+    """The plain-JAX kernel for these shapes: ``chunked`` for long (or symbolic) sequences, else ``xla``."""
+    if not is_static(q.shape[1:2], k.shape[1:2]):
+        return "chunked"
     return "chunked" if q.shape[1] * k.shape[1] >= AUTO_CHUNK_MIN_LOGITS else "xla"
 
 
@@ -159,7 +232,16 @@ def _split(n: int, max_chunk: int) -> tuple[int, int]:
     """(chunks, chunk size): ``n`` cut into equal chunks of about ``max_chunk``. An exact split with chunks of
     ``2/3 * max_chunk`` to ``1.5 * max_chunk`` wins (no padding, so no key mask: 26% faster at the 1B model's 8-frame
     global attention, 8328 = 12 x 694 keys, than 17 x 490 with a masked tail); else equal chunks of at most
-    ``max_chunk``, the last one padded, so a 1041-token frame becomes 3 x 347 rather than 512 + 512 + 17."""
+    ``max_chunk``, the last one padded, so a 1041-token frame becomes 3 x 347 rather than 512 + 512 + 17.
+
+    A symbolic ``n`` (frames x tokens in an export with a polymorphic frame count): an exact chunk size in the same
+    window if one divides ``n`` for every frame count, else chunks of ``max_chunk`` with a symbolic count."""
+    if not isinstance(n, int):
+        low, high = max(1, math.ceil(max_chunk / 1.5)), math.floor(1.5 * max_chunk)
+        for size in sorted(range(low, high + 1), key=lambda c: abs(c - max_chunk)):
+            if n % size == 0:
+                return n // size, size
+        return (n + max_chunk - 1) // max_chunk, max_chunk
     count = max(1, math.ceil(n / max_chunk))
     for exact in range(max(1, math.ceil(n / (1.5 * max_chunk))), max(1, math.floor(n / (max_chunk / 1.5))) + 1):
         if n % exact == 0:
@@ -168,6 +250,8 @@ def _split(n: int, max_chunk: int) -> tuple[int, int]:
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
+    if not isinstance(n, int):  # a symbolic batch (frames): 1 divides it whatever its value
+        return 1
     return max(d for d in range(1, min(n, max(limit, 1)) + 1) if n % d == 0)
 
 
@@ -357,7 +441,7 @@ def _chunked(q, k, v, key_mask, q_chunk, kv_chunk, batch_chunk, stats: bool) -> 
             correction = jnp.exp(m - m_new)
             return m_new, denom * correction + p.sum(-1, keepdims=True), acc * correction + weighted(p, g, j)
 
-        if n_kc > 1:
+        if not isinstance(n_kc, int) or n_kc > 1:  # a symbolic count may be 1: the loop then runs no step
             m, denom, acc = _loop(1, n_kc, step, (m, denom, acc))
         return jnp.concatenate([acc, m, denom], axis=-1) if stats else acc / denom
 
@@ -399,10 +483,33 @@ def ring_attention(
     return (acc / denom).astype(q.dtype)
 
 
-def cudnn_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
-    """cuDNN's fused flash attention (GPU; bf16/fp16 inputs, head dim <= 128)."""
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
+def cudnn_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None = None, implementation: str = "cudnn"
+) -> jax.Array:
+    """cuDNN's fused flash attention (GPU; bf16/fp16 inputs, head dim <= 128).
+
+    The key mask goes to cuDNN as key lengths (its padding mask): every mask this model builds is a prefix per batch
+    entry (real frames, registers and queries first, padding after: ``Predictor``'s buckets, the data pipeline's
+    frame padding, frame shards gathered in order). A ``[B, 1, 1, Nk]`` boolean mask is not an option: cuDNN wants
+    a bias of the full ``[Nq, Nk]`` sequence lengths.
+
+    Odd sequence lengths (VGGT's 1041 tokens per 392x518 frame, 1 + 4 + 28 x 37) are padded by one token, the extra
+    key masked by the lengths and the extra query cut: jax 0.10's cuDNN forward rule for training counts its
+    placeholder bias as a bias and then requires even lengths, so the training step would not lower otherwise.
+    Symbolic lengths (an exported inference program) are not padded: inference takes any length.
+    ``implementation="xla"`` runs the same call through XLA's kernel (how this is tested without a GPU)."""
+    nq, nk = q.shape[1], k.shape[1]
+    pad_q, pad_k = (n % 2 if isinstance(n, int) else 0 for n in (nq, nk))
+    if key_mask is None and not pad_k:
+        lengths = None
+    else:
+        lengths = jnp.full(k.shape[:1], nk, jnp.int32) if key_mask is None else jnp.sum(key_mask, -1, jnp.int32)
+    if pad_q:
+        q = jnp.pad(q, ((0, 0), (0, 1), (0, 0), (0, 0)))
+    if pad_k:
+        k, v = (jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0))) for x in (k, v))
+    out = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=implementation)
+    return out[:, :nq] if pad_q else out
 
 
 def splash_attention(
@@ -428,7 +535,17 @@ def splash_attention(
     full = splash.MultiHeadMask([splash.FullMask((nq + nq_pad, nk + nk_pad)) for _ in range(h)])
     kernel = splash.make_splash_mha(
         full,
-        block_sizes=splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block),
+        # The backward blocks too: without them the kernel has no gradient ("Need to specify backward blocks"),
+        # and the training step would not lower for TPU.
+        block_sizes=splash.BlockSizes(
+            block_q=block,
+            block_kv=block,
+            block_kv_compute=block,
+            block_q_dkv=block,
+            block_kv_dkv=block,
+            block_kv_dkv_compute=block,
+            use_fused_bwd_kernel=True,
+        ),
         head_shards=1,
         q_seq_shards=1,
         interpret=interpret,

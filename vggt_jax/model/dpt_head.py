@@ -219,8 +219,7 @@ class DPTHead(nn.Module):
         n = b * s
         shards = spmd.num_shards("batch", b)
         local = n // shards
-        limit = local if frames_chunk_size is None else min(local, frames_chunk_size)
-        chunk = max(d for d in range(1, limit + 1) if not local % d)
+        chunk = frames_chunk(local, frames_chunk_size)
         if chunk == local or self.is_initializing():
             flat = [x.reshape(n, *x.shape[2:]) for x in layers]  # [B * S, T, C]: a free reshape
             out = self.forward_frames(flat, image_hw, patch_start_idx)
@@ -237,7 +236,7 @@ class DPTHead(nn.Module):
                 frames = [jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in split]
                 return carry, forward(head, [x.reshape(shards * chunk, *x.shape[2:]) for x in frames])
 
-            scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False}, length=steps)
+            scan = nn.scan(body, variable_broadcast="params", split_rngs={"params": False})
             _, out = scan(self, None, jnp.arange(steps))  # [steps, shards * chunk, ...]
             out = jax.tree_util.tree_map(
                 lambda y: jnp.swapaxes(y.reshape(steps, shards, chunk, *y.shape[2:]), 0, 1).reshape(n, *y.shape[2:]),
@@ -316,3 +315,13 @@ class DPTHead(nn.Module):
         h, w, c = x.shape[-3:]
         emb = uv_pos_embed(h, w, c, aspect_ratio, np.dtype(x.dtype) if x.dtype != jnp.bfloat16 else np.float32)
         return x + jnp.asarray(emb, x.dtype)
+
+
+def frames_chunk(frames: int, limit: int | None) -> int:
+    """The largest divisor of ``frames`` not above ``limit`` (``frames`` itself without a limit). A symbolic frame
+    count (``jax.export`` with a polymorphic frame axis) has one divisor known for every value: 1."""
+    if limit is None:
+        return frames
+    if not isinstance(frames, int):
+        return 1
+    return max(d for d in range(1, min(frames, limit) + 1) if not frames % d)

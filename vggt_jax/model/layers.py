@@ -90,7 +90,14 @@ def mlp_rows_scope(rows: int) -> Iterator[None]:
 
 def row_chunks(rows: int, target: int) -> tuple[int, int]:
     """``(steps, chunk)`` covering ``rows`` in chunks of about ``target``: an exact divisor of ``rows`` between
-    ``target / 2`` and ``target`` when there is one, else equal chunks of the last one padded."""
+    ``target / 2`` and ``target`` when there is one, else equal chunks of the last one padded. A symbolic ``rows``
+    (an export with a polymorphic frame count): a chunk in that window dividing it for every frame count, else
+    chunks of ``target`` with a symbolic count."""
+    if not isinstance(rows, int):
+        for size in range(target, max(1, target // 2) - 1, -1):
+            if rows % size == 0:
+                return rows // size, size
+        return (rows + target - 1) // target, target
     steps = math.ceil(rows / target)
     for s in range(steps, 2 * steps + 1):
         if not rows % s:
@@ -115,11 +122,12 @@ class Mlp(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         target = _ROWS.get()
         rows = math.prod(x.shape[:-1])
-        if not target or rows <= target or self.is_initializing() or spmd.partitioned():
+        small = isinstance(rows, int) and rows <= target
+        if not target or small or self.is_initializing() or spmd.partitioned():
             return self.rows(x)
         steps, chunk = row_chunks(rows, target)
         flat = x.reshape(rows, x.shape[-1])
-        if steps * chunk != rows:
+        if not isinstance(rows, int) or steps * chunk != rows:  # a symbolic pad may be 0 for some frame counts
             flat = jnp.pad(flat, ((0, steps * chunk - rows), (0, 0)))
         scan = nn.scan(
             lambda mlp, carry, xs: (carry, mlp.rows(xs)),
