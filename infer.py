@@ -25,6 +25,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("images", None, "folder of images, glob pattern, one image or a video file", required=True)
 flags.DEFINE_string("out", None, "output folder (must not exist or be empty, unless --overwrite)", required=True)
 flags.DEFINE_string("checkpoint", None, "orbax checkpoint dir, or an official model.safetensors / model.pt")
+flags.DEFINE_string(
+    "exported", None, "an exported model folder (python -m vggt_jax.export) to run instead of a checkpoint"
+)
 flags.DEFINE_string("hub", None, "Hugging Face Hub id to download instead, e.g. facebook/VGGT-1B")
 flags.DEFINE_enum(
     "config", None, sorted(VARIANTS), "variant of a raw .safetensors/.pt checkpoint (default: told from its keys)"
@@ -78,13 +81,14 @@ flags.DEFINE_integer("view_port", 8080, "--view: the viewer's port on 127.0.0.1"
 
 def main(argv: list[str]) -> int:
     del argv
-    if (FLAGS.checkpoint is None) == (FLAGS.hub is None):
-        print("error: give exactly one of --checkpoint or --hub", file=sys.stderr)
+    if sum(x is not None for x in (FLAGS.checkpoint, FLAGS.hub, FLAGS.exported)) != 1:
+        print("error: give exactly one of --checkpoint, --hub or --exported", file=sys.stderr)
         return 2
     opts = InferOptions(
         images=FLAGS.images,
         out=FLAGS.out,
-        checkpoint=FLAGS.checkpoint or FLAGS.hub,
+        checkpoint=FLAGS.checkpoint or FLAGS.hub or "",
+        exported=FLAGS.exported,
         config=FLAGS.config,
         mode=FLAGS.mode,
         image_resolution=FLAGS.image_resolution,

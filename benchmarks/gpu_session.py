@@ -4,9 +4,13 @@ official model in the same run where it fits, peak device memory; one JSON and o
     python benchmarks/gpu_session.py --out $OUT [--torch-ref CHECKOUT] [--config vggt_1b] [--budget-s 450]
     python benchmarks/gpu_session.py --dry-run --out /tmp/gpu_dry     # CPU: the micro model at two sizes (CI)
 
-It needs only what a lent H200 has preinstalled (jax with CUDA, flax, numpy; torch for the official model) and runs
-this checkout's vggt_jax without installing it. ``--torch-ref`` is a checkout of facebookresearch/vggt (or of
-facebookresearch/vggt-omega with ``--config vggt_omega_1b``) carried beside the repository as an ignored folder.
+It needs only what a lent H200 has preinstalled (jax with CUDA, flax, numpy; torch for the official model; the
+exported model's check needs flatbuffers and reports its ImportError where it is missing) and runs this
+checkout's vggt_jax without installing it. Second in the plan, the lowering matrix's cuda cases are compiled on
+the device and compared with what the matrix expected, and the exported model is written, loaded and run
+(``child_checks``).
+``--torch-ref`` is a checkout of facebookresearch/vggt (or of facebookresearch/vggt-omega with ``--config
+vggt_omega_1b``) carried beside the repository as an ignored folder.
 
 The plan is a list of series, most important first; each series is one fresh process (so its peak memory is its
 own) that measures its frame counts in ascending order. Before each measurement the series estimates its cost from
@@ -53,13 +57,15 @@ class Series:
 def plan(dry_run: bool, torch_ref: str | None) -> list[Series]:
     """The series in priority order: the targets first (200 frames bf16 against the official model, 1000 frames on
     one device), then fp32 and the attention backends side by side."""
+    checks = Series("checks", "bfloat16", "auto", (2, 5))  # the lowering matrix on the device, the exported model
     if dry_run:
         # Every code path once: both dtypes, two sizes, a second attention backend, the official model's series.
-        series = [Series("jax", "bfloat16", "auto", (1, 2)), Series("jax", "float32", "chunked", (2,))]
+        series = [Series("jax", "bfloat16", "auto", (1, 2)), checks, Series("jax", "float32", "chunked", (2,))]
         official = [Series("torch", "bfloat16", "sdpa", (1, 2))]
     else:
         series = [
             Series("jax", "bfloat16", "auto", (1, 10, 50, 100, 200)),
+            checks,
             Series("jax", "bfloat16", "auto", (500, 1000)),
             Series("jax", "float32", "auto", (1, 10, 100, 200)),
             Series("jax", "bfloat16", "chunked", (10, 100, 200)),
@@ -177,6 +183,79 @@ def child_jax(series: Series, args) -> None:
         del images, compiled
 
 
+def child_checks(series: Series, args) -> None:
+    """What the lowering matrix checked without a device, against what this device compiles: each forward case of
+        the matrix for this platform lowered and checked as in CI, then compiled here and its fused attention kernels
+        read from the compiled program. Then the exported model (the tiny config, or the session's if smaller; random
+    weights, symbolic frames): written,
+        loaded and run at ``series.frames`` frame counts, against the jitted model. Without an accelerator (the dry
+        run) the cuda cases are lowered and checked but not compiled."""
+    import re
+    import tempfile
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from vggt_jax.config import get_config
+    from vggt_jax.export import artifact, matrix
+    from vggt_jax.export.build import export_model
+    from vggt_jax.model.random_init import random_params
+    from vggt_jax.model.vggt import VGGT
+
+    platform = artifact.current_platform()
+    target = platform if platform in matrix.BACKENDS else "cuda"
+    for case in (c for c in matrix.cases((args.config,), ("forward",)) if c.platform == target):
+        record = dict(check=case.name, expected=matrix.expected_kernel(case) or "none")
+        try:
+            result = matrix.lower_forward(case)
+            record["lowering_check"] = "; ".join(matrix.check(result)) or "ok"
+            if platform == target:
+                text = result.lowered.compile().as_text()
+                fused = {"cudnn"} if re.search(r"__cudnn\$fmha", text) else set()
+                fused |= {"splash"} if "tpu_custom_call" in text else set()
+                record["compiled"] = ",".join(sorted(fused)) or "none"
+                record["agree"] = record["compiled"] == record["expected"]
+            else:
+                record["compiled"] = f"not compiled ({platform})"
+        except Exception as error:  # noqa: BLE001 - reported per case
+            record["error"] = str(error).splitlines()[0][:300]
+        emit(record)
+    small = args.config if "micro" in args.config or "tiny" in args.config else None
+    small = small or ("omega_tiny" if get_config(args.config).family == "vggt_omega" else "tiny")
+    cfg = get_config(small)
+    p = cfg.patch_size
+    hw = (6 * p, 8 * p)
+    params = random_params(VGGT(cfg), jax.ShapeDtypeStruct((1, 2, 3, 10 * p, 10 * p), jnp.float32))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = export_model(cfg, params, os.path.join(tmp, "exported"), platforms=(platform,), image_hw=hw)
+        export_s = time.perf_counter() - t
+        size_mb = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / 1e6
+        t = time.perf_counter()
+        model = artifact.load(out)
+        load_s = time.perf_counter() - t
+        reference = VGGT(cfg.replace(dtype=model.dtype))
+        images = np.random.default_rng(0).random((max(series.frames), 3, *hw), dtype=np.float32)
+        for n in series.frames:
+            t = time.perf_counter()
+            got = model(images[:n])
+            first = time.perf_counter() - t
+            want = jax.jit(reference.apply)(params, jnp.asarray(images[None, :n], jnp.dtype(model.dtype)))
+            diff = float(np.max(np.abs(got["depth"] - np.asarray(want["depth"][0], np.float32))))
+            emit(
+                dict(
+                    check=f"exported {small} {platform} {model.dtype}",
+                    frames=n,
+                    export_s=export_s,
+                    size_mb=size_mb,
+                    load_s=load_s,
+                    first_s=first,
+                    depth_max_abs_diff=diff,
+                )
+            )
+
+
 def official_config(config: str) -> str:
     """The official model a variant is compared with: its own, or (the dry run's micro model, other small
     variants) the 1B model of its family."""
@@ -248,7 +327,7 @@ def run_series(series: Series, args) -> list[dict]:
         stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout or ""
         tail, failed = "stopped at the session's deadline", True
     records = [{**head, **json.loads(line[7:])} for line in stdout.splitlines() if line.startswith("RESULT ")]
-    done = {r["frames"] for r in records}
+    done = {r.get("frames") for r in records}
     if failed:
         reason = (tail.strip().splitlines() or ["no output"])[-1][:300]
         records += [{**head, "frames": n, "error": reason} for n in series.frames if n not in done][:1]
@@ -294,6 +373,8 @@ def table(records: list[dict], env: dict, args) -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in records:
+        if r["impl"] == "checks":
+            continue
         ok = "time_s" in r
         fps = r["frames"] / r["time_s"] if ok and r["time_s"] else None
         impl = "ours" if r["impl"] == "jax" else "official"
@@ -302,6 +383,7 @@ def table(records: list[dict], env: dict, args) -> str:
             f"{_fmt(r.get('first_s'))} | {_fmt(r.get('time_s'), '.3f')} | {_fmt(fps, '.1f')} | "
             f"{_fmt(r.get('peak_gb'))} | {_fmt(r.get('xla_temp_gb'))} | {status(r)} |"
         )
+    lines += checks_table(records)
     ratios = ratio_rows(records)
     if ratios:
         lines += [
@@ -313,12 +395,35 @@ def table(records: list[dict], env: dict, args) -> str:
     return "\n".join(lines)
 
 
+def checks_table(records: list[dict]) -> list[str]:
+    """The lowering matrix's expectation against the device's compiled program; the exported model's run."""
+    checks = [r for r in records if r["impl"] == "checks"]
+    if not checks:
+        return []
+    lines = ["", "| check | frames | fused kernel expected | lowering check | compiled here | agree / result |"]
+    lines.append("| --- | ---: | --- | --- | --- | --- |")
+    for r in checks:
+        if "depth_max_abs_diff" in r:
+            result = (
+                f"export {r['export_s']:.1f} s, {r['size_mb']:.0f} MB, load {r['load_s']:.1f} s, first call "
+                f"{r['first_s']:.1f} s, depth max diff {r['depth_max_abs_diff']:.1e}"
+            )
+            lines.append(f"| {r['check']} | {r['frames']} | - | - | - | {result} |")
+        else:
+            result = r.get("error") or str(r.get("agree", "-"))
+            lines.append(
+                f"| {r.get('check', '-')} | - | {r.get('expected', '-')} | {r.get('lowering_check', '-')} | "
+                f"{r.get('compiled', '-')} | {result} |"
+            )
+    return lines
+
+
 def ratio_rows(records: list[dict]) -> list[tuple]:
     """Ours (attention "auto", the default) against the official model at the same dtype and frame count."""
     ours = {(r["dtype"], r["frames"]): r for r in records if r["impl"] == "jax" and r["attention"] == "auto"}
     rows = []
     for r in records:
-        o = ours.get((r["dtype"], r["frames"]))
+        o = ours.get((r["dtype"], r.get("frames")))
         if r["impl"] == "torch" and o and "time_s" in r and "time_s" in o:
             peak = o["peak_gb"] / r["peak_gb"] if o.get("peak_gb") and r.get("peak_gb") else None
             rows.append((r["dtype"], r["frames"], o["time_s"] / r["time_s"], peak))
@@ -364,7 +469,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.child:
         series = Series(**{k: tuple(v) if k == "frames" else v for k, v in json.loads(args.child).items()})
-        (child_jax if series.impl == "jax" else child_torch)(series, args)
+        {"jax": child_jax, "torch": child_torch, "checks": child_checks}[series.impl](series, args)
         return
     if not args.out:
         raise SystemExit("--out FOLDER is needed (or $OUT): the session writes gpu_session.json and gpu_session.md")

@@ -49,7 +49,15 @@ def session(tmp_path_factory):
 def test_dry_run_measures_every_series(session):
     out, stdout = session
     result = json.loads((out / "gpu_session.json").read_text())
-    rows = {(r["impl"], r["dtype"], r["attention"], r["frames"]): r for r in result["records"]}
+    records = [r for r in result["records"] if r["impl"] != "checks"]
+    rows = {(r["impl"], r["dtype"], r["attention"], r["frames"]): r for r in records}
+    checks = [r for r in result["records"] if r["impl"] == "checks"]
+    # The lowering matrix's cuda cases (lowered and checked; no device to compile them here) and the exported model.
+    assert len([r for r in checks if "lowering_check" in r]) == 8 and all(
+        r["lowering_check"] == "ok" for r in checks if "lowering_check" in r
+    ), checks
+    exported = [r for r in checks if "depth_max_abs_diff" in r]
+    assert [r["frames"] for r in exported] == [2, 5] and all(r["depth_max_abs_diff"] < 1e-4 for r in exported)
     expected = {("jax", "bfloat16", "auto", 1), ("jax", "bfloat16", "auto", 2), ("jax", "float32", "chunked", 2)}
     expected |= {("torch", "bfloat16", "sdpa", 1), ("torch", "bfloat16", "sdpa", 2)}
     assert set(rows) == expected

@@ -24,10 +24,10 @@ from vggt_jax.convert.checkpoint import is_checkpoint, load_checkpoint, save_che
 from vggt_jax.convert.convert import convert_state_dict, detect_config
 from vggt_jax.geometry.cameras import depth_to_world_points
 from vggt_jax.geometry.pose_enc import pose_encoding_to_extri_intri
+from vggt_jax.inference.outputs import FRAME_BUCKETS, scene_outputs
 from vggt_jax.inference.preprocess import ImageMeta
 from vggt_jax.model.vggt import VGGT, track_features, track_from_features
 
-FRAME_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 QUERY_BUCKETS = tuple(2**k for k in range(4, 17))
 
 
@@ -197,8 +197,8 @@ class Predictor:
         extra = {"track_tokens": True} if keep else {}
         out = self._forward(self.params, padded[None], queries, frame_mask, point_mask, **extra)
         tokens = out.pop("track_tokens", None)
-        out = {k: np.asarray(v) for k, v in out.items()}
-        pred = self._postprocess(out, images, s, None if query_points is None else len(query_points), metas)
+        n = None if query_points is None else len(query_points)
+        pred = predictions_from_outputs(scene_outputs(out, s, n), images, metas)
         if tokens is not None:
             # One feature pass per frame serves every query frame and chunk that ``track`` runs later.
             fmaps = self._track_features(self.params, tokens, (height, width))
@@ -235,50 +235,48 @@ class Predictor:
         result = {k: np.concatenate(v, axis=1)[inverse] for k, v in parts.items()}
         return result["track"], result["vis"], result.get("conf")
 
-    def _postprocess(self, out, images, s, n, metas) -> Predictions:
-        height, width = images.shape[-2:]
-        pose_enc = out["pose_enc"][0, :s].astype(np.float64)
-        # A FoV of exactly 0 (the head's ReLU, seen with untrained weights) gives an infinite focal length.
-        with np.errstate(divide="ignore"):
-            extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc, (height, width), float32_intrinsics=False)
-        depth = out["depth"][0, :s, ..., 0]
-        with np.errstate(invalid="ignore"):
-            world_points_from_depth = depth_to_world_points(depth.astype(np.float64), extrinsic, intrinsic)
-        pred = Predictions(
-            images=images,
-            pose_enc=out["pose_enc"][0, :s],
-            pose_enc_list=out["pose_enc_list"][:, 0, :s],
-            extrinsic=extrinsic,
-            intrinsic=intrinsic,
-            depth=depth,
-            depth_conf=out["depth_conf"][0, :s],
-            world_points=out["world_points"][0, :s] if "world_points" in out else None,
-            world_points_conf=out["world_points_conf"][0, :s] if "world_points_conf" in out else None,
-            world_points_from_depth=world_points_from_depth.astype(np.float32),
-        )
-        if "frame_descriptor" in out:
-            pred.frame_descriptor = out["frame_descriptor"][0, :s]
-        if "camera_and_register_tokens" in out:
-            pred.camera_and_register_tokens = out["camera_and_register_tokens"][0, :s]
-        if "text_alignment_embedding" in out:
-            pred.text_alignment_embedding = out["text_alignment_embedding"][0]
-        if n is not None and "track" in out:
-            pred.track = out["track"][0, :s, :n]
-            pred.track_list = out["track_list"][:, 0, :s, :n]
-            pred.vis = out["vis"][0, :s, :n]
-            pred.conf = out["conf"][0, :s, :n] if "conf" in out else None
-        if metas is not None:
-            if len(metas) != s:
-                raise ValueError(f"{len(metas)} image metas for {s} images")
-            pred.metas = list(metas)
-            pred.intrinsic_original = np.stack(
-                [m.intrinsics_to_original(k) for m, k in zip(metas, intrinsic, strict=True)]
-            )
-            if pred.track is not None:
-                pred.track_original = np.stack(
-                    [m.points_to_original(t) for m, t in zip(metas, pred.track, strict=True)]
-                ).astype(np.float32)
-        return pred
+
+def predictions_from_outputs(
+    out: dict[str, np.ndarray], images: np.ndarray, metas: Sequence[ImageMeta] | None = None
+) -> Predictions:
+    """``Predictions`` of one scene's model outputs (``outputs.scene_outputs``: no batch axis, padding cut), the
+    cameras decoded and the depth unprojected; with ``metas``, cameras and tracks in the original images' pixels."""
+    s, _, height, width = images.shape
+    pose_enc = out["pose_enc"].astype(np.float64)
+    # A FoV of exactly 0 (the head's ReLU, seen with untrained weights) gives an infinite focal length.
+    with np.errstate(divide="ignore"):
+        extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc, (height, width), float32_intrinsics=False)
+    depth = out["depth"][..., 0]
+    with np.errstate(invalid="ignore"):
+        world_points_from_depth = depth_to_world_points(depth.astype(np.float64), extrinsic, intrinsic)
+    pred = Predictions(
+        images=images,
+        pose_enc=out["pose_enc"],
+        pose_enc_list=out["pose_enc_list"],
+        extrinsic=extrinsic,
+        intrinsic=intrinsic,
+        depth=depth,
+        depth_conf=out["depth_conf"],
+        world_points=out.get("world_points"),
+        world_points_conf=out.get("world_points_conf"),
+        world_points_from_depth=world_points_from_depth.astype(np.float32),
+        frame_descriptor=out.get("frame_descriptor"),
+        camera_and_register_tokens=out.get("camera_and_register_tokens"),
+        text_alignment_embedding=out.get("text_alignment_embedding"),
+    )
+    if "track" in out:
+        pred.track, pred.track_list, pred.vis = out["track"], out["track_list"], out["vis"]
+        pred.conf = out.get("conf")
+    if metas is not None:
+        if len(metas) != s:
+            raise ValueError(f"{len(metas)} image metas for {s} images")
+        pred.metas = list(metas)
+        pred.intrinsic_original = np.stack([m.intrinsics_to_original(k) for m, k in zip(metas, intrinsic, strict=True)])
+        if pred.track is not None:
+            pred.track_original = np.stack(
+                [m.points_to_original(t) for m, t in zip(metas, pred.track, strict=True)]
+            ).astype(np.float32)
+    return pred
 
 
 def pad_queries(query_points: np.ndarray, size: int, dtype) -> tuple[np.ndarray, np.ndarray]:

@@ -93,6 +93,8 @@ class InferOptions:
     loop_closure: bool = True
     # Frame-sharded inference (vggt_jax.inference.sharded): each forward's frames split over every local device.
     shard_frames: bool = False
+    # An exported model folder (python -m vggt_jax.export) to run instead of ``checkpoint``.
+    exported: str | None = None
 
     def window_options(self, num_frames: int):
         """The windowing of ``num_frames`` frames, or None for one forward over all of them."""
@@ -296,6 +298,21 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
         exports.commit_files(directory, {"ba_report.json": (json.dumps(report, indent=1) + "\n").encode()})
 
 
+def load_predictor(opts: InferOptions):
+    """The predictor ``opts`` names: the exported model's, the frame-sharded or the jitted one of a checkpoint."""
+    if opts.exported:
+        if opts.shard_frames or opts.dtype:
+            raise ValueError("--exported runs the program as exported; --shard_frames and --dtype are the checkpoint's")
+        from vggt_jax.export.predictor import ExportedPredictor
+
+        return ExportedPredictor(opts.exported)
+    if opts.shard_frames:
+        from vggt_jax.inference.sharded import FrameShardedPredictor as predictor_class
+    else:
+        predictor_class = Predictor
+    return predictor_class.from_checkpoint(opts.checkpoint, dtype=opts.dtype, config=opts.config)
+
+
 def preprocess(opts: InferOptions, predictor: Predictor, into: Path | None = None):
     """The images as the checkpoint's model family expects them: (images, metas); with ``into``, a memory map of
     that ``.npy`` file, loaded one image at a time."""
@@ -356,11 +373,7 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
     try:
         track_opts, ba_opts = (opts.track_options(), opts.ba_options()) if opts.ba else (None, None)
         step("loading checkpoint")
-        if opts.shard_frames:
-            from vggt_jax.inference.sharded import FrameShardedPredictor as predictor_class
-        else:
-            predictor_class = Predictor
-        predictor = predictor_class.from_checkpoint(opts.checkpoint, dtype=opts.dtype, config=opts.config)
+        predictor = load_predictor(opts)
         cfg = predictor.config
         step("loading images")
         # Into frames/images.npy, one image at a time: a long sequence keeps it there (memory-mapped); a sequence
