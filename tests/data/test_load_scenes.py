@@ -20,8 +20,10 @@ def views():
 
 
 def test_layout_names():
-    assert sorted(LAYOUTS) == sorted(["colmap", "co3d", "scannet", "megadepth", "replica", "folder"])
-    with pytest.raises(ValueError, match=r"unknown scene layout 'scannet\+\+'; the layouts are \['co3d', 'colmap'"):
+    assert sorted(LAYOUTS) == sorted(["colmap", "co3d", "scannet", "megadepth", "replica", "folder", "batch"])
+    with pytest.raises(
+        ValueError, match=r"unknown scene layout 'scannet\+\+'; the layouts are \['batch', 'co3d', 'colmap'"
+    ):
         load_scenes("scannet++", "/nowhere")
 
 

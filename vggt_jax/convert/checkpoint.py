@@ -84,13 +84,21 @@ def load_checkpoint(
         relayout = stack_layers if scan_layers else unstack_layers
         return with_scan_layers(config, scan_layers), relayout(params, config)
     abstract = abstract_params(config)
-    if shardings is None:
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    local = shardings is None
+    if local:
+        # This process's first device: with several processes, jax.devices()[0] is process 0's.
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         shardings = jax.tree_util.tree_map(lambda _: device, abstract)
     target = jax.tree_util.tree_map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, jnp.dtype(config.param_dtype), sharding=s), abstract, shardings
     )
-    with ocp.StandardCheckpointer() as ckptr:
+    options = {}
+    if local and jax.process_count() > 1:
+        # Onto this process's own device: a local read. Orbax would otherwise sync every process of the job around
+        # the restore, and one whose work is done (a batch job's) never joins it.
+        me = jax.process_index()
+        options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    with ocp.StandardCheckpointer(**options) as ckptr:
         params = ckptr.restore(directory / PARAMS_DIR, target)
     if dtype is not None and jnp.dtype(dtype) != jnp.dtype(config.param_dtype):
         params = jax.tree_util.tree_map(lambda x: x.astype(dtype), params)

@@ -11,7 +11,7 @@ import math
 import ml_collections
 
 # "synthetic", "tfds" and the file layouts of vggt_jax.data.readers.LAYOUTS.
-SOURCE_KINDS = ("synthetic", "tfds", "colmap", "co3d", "scannet", "megadepth", "replica", "folder")
+SOURCE_KINDS = ("synthetic", "tfds", "colmap", "co3d", "scannet", "megadepth", "replica", "folder", "batch")
 # The paper's "exposure changes, motion blur, lens differences" at the rates configs/finetune.py trains with
 # (``config.augs.update(PAPER_AUGS)``); the ranges are the ``augs`` defaults.
 PAPER_AUGS = dict(exposure_p=0.5, blur_p=0.25, distortion_p=0.25)

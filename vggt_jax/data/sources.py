@@ -92,7 +92,8 @@ def check_frame(frame: dict, scene: str) -> dict:
 class FrameRecord:
     """Where one frame's files are, and its camera (already in the project's conventions).
 
-    ``depth_format``: None (no depth), "npy" (float32 [H, W]), "colmap_bin" (COLMAP dense ``.bin`` array),
+    ``depth_format``: None (no depth), "npy" (float32 [H, W]), "npy_stack" (frame ``depth_index`` of a float32
+    [S, H, W] file, read memory-mapped: the batch job's depth.npy), "colmap_bin" (COLMAP dense ``.bin`` array),
     "co3d_png" (16-bit PNG holding float16 bit patterns; depth = value * ``depth_scale``), "png_u16" (16-bit PNG of
     integers; depth = value * ``depth_scale``, 0 invalid: ScanNet, Replica) or "h5" (HDF5 file with a float32
     dataset "depth": MegaDepth). ``depth_mask_path``: an 8-bit PNG, pixels > 128 valid.
@@ -114,6 +115,7 @@ class FrameRecord:
     image_size: tuple[int, int] | None = None
     depth_size: tuple[int, int] | None = None
     resize_to: tuple[int, int] | None = None
+    depth_index: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +222,8 @@ def read_depth(rec: FrameRecord, scene: str) -> np.ndarray:
     try:
         if rec.depth_format == "npy":
             depth = np.load(path).astype(np.float32)
+        elif rec.depth_format == "npy_stack":
+            depth = np.array(np.load(path, mmap_mode="r")[rec.depth_index], np.float32)
         elif rec.depth_format == "colmap_bin":
             from vggt_jax.geometry import colmap_io
 

@@ -31,17 +31,19 @@ FRAME_DIM = {
 SCENE_OUTPUTS = ("text_alignment_embedding", "text_alignment_token")
 
 
-def scene_outputs(out: Mapping[str, np.ndarray], frames: int, queries: int | None = None) -> dict[str, np.ndarray]:
-    """Scene 0 of batched outputs, without the batch axis, cut to its first ``frames`` frames (padding frames
-    dropped) and, for the tracks, its first ``queries`` queries."""
+def scene_outputs(
+    out: Mapping[str, np.ndarray], frames: int, queries: int | None = None, index: int = 0
+) -> dict[str, np.ndarray]:
+    """Scene ``index`` of batched outputs, without the batch axis, cut to its first ``frames`` frames (padding
+    frames dropped) and, for the tracks, its first ``queries`` queries."""
     result = {}
     for name, value in out.items():
         value = np.asarray(value)
         if name in SCENE_OUTPUTS:
-            result[name] = value[0]
+            result[name] = value[index]
             continue
         axis = FRAME_DIM[name]
-        value = value[0] if axis == 1 else value[:, 0]
+        value = value[index] if axis == 1 else value[:, index]
         value = value.take(np.arange(frames), axis=axis - 1)
         if queries is not None and name in ("track", "track_list", "vis", "conf"):
             value = value.take(np.arange(queries), axis=axis)

@@ -187,6 +187,9 @@ def resolve_inputs(
         raise ImageInputError(f"{text}: no such file or folder; pass a folder, a glob pattern, image paths or a video")
     inputs = []
     for k, item in enumerate(source):
+        if isinstance(item, ImageInput):  # already resolved (a sampled subset of a source's frames)
+            inputs.append(item)
+            continue
         if isinstance(item, Image.Image):
             inputs.append(ImageInput(f"image_{k:04d}.png", None, lambda item=item: item))
             continue

@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from vggt_jax.inference import exports
+from vggt_jax.inference.family import preprocess_for
 from vggt_jax.inference.predictor import Predictions, Predictor
 from vggt_jax.inference.preprocess import (
     ImageInputError,
     check_track_head_size,
-    load_and_preprocess_images,
     original_pixels,
     resolve_inputs,
 )
-from vggt_jax.inference.preprocess_omega import OMEGA_MODES, load_and_preprocess_images_omega
 
 ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks", "trajectory")
 CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview", "trajectory"})
@@ -316,20 +315,8 @@ def load_predictor(opts: InferOptions):
 def preprocess(opts: InferOptions, predictor: Predictor, into: Path | None = None):
     """The images as the checkpoint's model family expects them: (images, metas); with ``into``, a memory map of
     that ``.npy`` file, loaded one image at a time."""
-    cfg = predictor.config
     kw = dict(fps=opts.fps, max_frames=opts.max_frames, into=into)
-    if cfg.family == "vggt_omega":
-        mode = opts.mode or "balanced"
-        if mode not in OMEGA_MODES:
-            raise ValueError(
-                f"--mode {mode} is VGGT's; a VGGT-Omega checkpoint takes --mode {' or '.join(OMEGA_MODES)}"
-            )
-        resolution = opts.image_resolution or cfg.image_resolution or (256 if cfg.text_head is not None else 512)
-        return load_and_preprocess_images_omega(opts.images, mode, resolution, cfg.patch_size, **kw)
-    if opts.mode in OMEGA_MODES:
-        raise ValueError("--mode balanced/max_size are VGGT-Omega's; VGGT takes --mode crop or pad")
-    size = opts.image_resolution or cfg.image_resolution or 518
-    return load_and_preprocess_images(opts.images, opts.mode or "crop", target_size=size, **kw)
+    return preprocess_for(predictor.config, opts.images, opts.mode, opts.image_resolution, **kw)
 
 
 def run_windowed(predictor, images, metas, window_opts, directory: Path, tracking: bool, step) -> Predictions:

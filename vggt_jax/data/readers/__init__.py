@@ -10,7 +10,9 @@
 * ``scannet``: SensReader exports (``scannet.load_scannet``; ``stride``, ``resolution``, ...);
 * ``megadepth``: MegaDepth v1 dense reconstructions (``megadepth.load_megadepth``);
 * ``replica``: NICE-SLAM's Replica renders (``replica.load_replica``; ``stride``, camera parameters);
-* ``folder``: the generic images/depths/poses/intrinsics layout (``folder.load_folders``).
+* ``folder``: the generic images/depths/poses/intrinsics layout (``folder.load_folders``);
+* ``batch``: the output of ``python -m vggt_jax.batch`` with ``--outputs cameras,depth,images`` (pseudo-labels;
+  ``batch_output.load_batch_output``).
 
 Readers are imported when used: the registry alone loads neither pycolmap nor h5py.
 """
@@ -68,8 +70,20 @@ def _folder(path, on_error: str, **options) -> list[SceneRecord]:
     return load_folders(path, on_error=on_error, **options)
 
 
+def _batch(path, on_error: str, **options) -> list[SceneRecord]:
+    from vggt_jax.data.readers.batch_output import load_batch_output
+
+    return load_batch_output(path, on_error=on_error, **options)
+
+
 LAYOUTS: dict[str, Callable[..., list[SceneRecord]]] = dict(
-    colmap=_colmap, co3d=_co3d, scannet=_scannet, megadepth=_megadepth, replica=_replica, folder=_folder
+    colmap=_colmap,
+    co3d=_co3d,
+    scannet=_scannet,
+    megadepth=_megadepth,
+    replica=_replica,
+    folder=_folder,
+    batch=_batch,
 )
 
 
