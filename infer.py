@@ -14,14 +14,19 @@ its cameras and ba_report.json says how it went. In windows (long sequences), fr
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from absl import app, flags
 
 from vggt_jax.config import VARIANTS
-from vggt_jax.inference.run import ALL_EXPORTS, InferOptions, OutputError, run
+from vggt_jax.jobs.infer import ALL_EXPORTS, InferOptions, OutputError, run
 
 FLAGS = flags.FLAGS
+# One set of defaults: InferOptions' (whose bundle-adjustment and track defaults are reconstruct's own).
+D = {f.name: f.default for f in dataclasses.fields(InferOptions) if f.default is not dataclasses.MISSING}
+# The flags named otherwise than their InferOptions field.
+FLAG_NAMES = {"point_source": "points_from"}
 flags.DEFINE_string("images", None, "folder of images, glob pattern, one image or a video file", required=True)
 flags.DEFINE_string("out", None, "output folder (must not exist or be empty, unless --overwrite)", required=True)
 flags.DEFINE_string("checkpoint", None, "orbax checkpoint dir, or an official model.safetensors / model.pt")
@@ -45,34 +50,52 @@ flags.DEFINE_integer(
     "preprocessing size (default: the checkpoint's; VGGT 518 crop width, Omega 512 / 256 text)",
 )
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "compute dtype (default: float32 on CPU, bf16 elsewhere)")
-flags.DEFINE_float("conf_percentile", 50.0, "drop points below this confidence percentile (as the official demos)")
-flags.DEFINE_enum("points_from", "depth", ["depth", "points"], "point cloud from depth + cameras, or the point head")
-flags.DEFINE_integer("track", 0, "track N query points of frame 0 (0: no tracking)")
-flags.DEFINE_enum("track_layout", "grid", ["grid", "random"], "layout of the --track query points")
+flags.DEFINE_float(
+    "conf_percentile", D["conf_percentile"], "drop points below this confidence percentile (as the official demos)"
+)
+flags.DEFINE_enum(
+    "points_from", D["point_source"], ["depth", "points"], "point cloud from depth + cameras, or the point head"
+)
+flags.DEFINE_integer("track", D["track"], "track N query points of frame 0 (0: no tracking)")
+flags.DEFINE_enum("track_layout", D["track_layout"], ["grid", "random"], "layout of the --track query points")
 flags.DEFINE_string("queries", None, "file of query points (N x 2 pixel x, y in frame 0's original image)")
 flags.DEFINE_list("exports", list(ALL_EXPORTS), f"which outputs to write, from {','.join(ALL_EXPORTS)}")
-flags.DEFINE_float("fps", 1.0, "frames per second sampled from a video")
+flags.DEFINE_float("fps", D["fps"], "frames per second sampled from a video")
 flags.DEFINE_integer("max_frames", None, "at most this many frames from a video")
-flags.DEFINE_bool("overwrite", False, "replace a non-empty --out")
-flags.DEFINE_bool("ba", False, "bundle-adjust: tracks from several query frames, pycolmap BA, sparse/0 with tracks")
-flags.DEFINE_integer("query_frames", 4, "--ba: track from frame 0 and this many minus one more frames")
-flags.DEFINE_integer("max_query_points", 1024, "--ba: at most this many query points per query frame")
-flags.DEFINE_enum("query_method", "reorder", ["reorder", "rerun"], "--ba: track head on reordered tokens, or rerun")
-flags.DEFINE_enum("query_frame_rule", "pose", ["pose", "uniform"], "--ba: how the extra query frames are chosen")
-flags.DEFINE_float("vis_threshold", 0.2, "--ba: a track position counts where its visibility is at least this")
-flags.DEFINE_float("max_reproj_error", 8.0, "--ba: observations further than this (original pixels) are dropped")
+flags.DEFINE_bool("overwrite", D["overwrite"], "replace a non-empty --out")
+flags.DEFINE_bool("ba", D["ba"], "bundle-adjust: tracks from several query frames, pycolmap BA, sparse/0 with tracks")
+flags.DEFINE_integer("query_frames", D["query_frames"], "--ba: track from frame 0 and this many minus one more frames")
+flags.DEFINE_integer("max_query_points", D["max_query_points"], "--ba: at most this many query points per query frame")
 flags.DEFINE_enum(
-    "camera_model", "SIMPLE_PINHOLE", ["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL"], "--ba: COLMAP model"
+    "query_method", D["query_method"], ["reorder", "rerun"], "--ba: track head on reordered tokens, or rerun"
 )
-flags.DEFINE_bool("shared_camera", False, "--ba: one camera for every image (one physical camera, one size)")
+flags.DEFINE_enum(
+    "query_frame_rule", D["query_frame_rule"], ["pose", "uniform"], "--ba: how the extra query frames are chosen"
+)
+flags.DEFINE_float(
+    "vis_threshold", D["vis_threshold"], "--ba: a track position counts where its visibility is at least this"
+)
+flags.DEFINE_float(
+    "max_reproj_error", D["max_reproj_error"], "--ba: observations further than this (original pixels) are dropped"
+)
+flags.DEFINE_enum(
+    "camera_model", D["camera_model"], ["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL"], "--ba: COLMAP model"
+)
+flags.DEFINE_bool(
+    "shared_camera", D["shared_camera"], "--ba: one camera for every image (one physical camera, one size)"
+)
 flags.DEFINE_integer("window", None, "long sequences: frames per window (aligned by Sim(3) on the overlap)")
 flags.DEFINE_integer("overlap", None, "frames each window shares with the previous one (default: window / 2)")
 flags.DEFINE_integer(
     "max_frames_per_pass", None, "more frames than this run in windows of this size (default 128 on CPU, 256 else)"
 )
-flags.DEFINE_bool("loop_closure", True, "windows: detect revisits and spread the loop error (Sim(3) pose graph)")
 flags.DEFINE_bool(
-    "shard_frames", False, "split each forward's frames over every local device (N devices hold N times the frames)"
+    "loop_closure", D["loop_closure"], "windows: detect revisits and spread the loop error (Sim(3) pose graph)"
+)
+flags.DEFINE_bool(
+    "shard_frames",
+    D["shard_frames"],
+    "split each forward's frames over every local device (N devices hold N times the frames)",
 )
 flags.DEFINE_bool("progress", True, "show a progress bar")
 flags.DEFINE_bool("view", False, "after the run, serve the interactive 3D viewer of --out (python -m vggt_jax.view)")
@@ -84,39 +107,14 @@ def main(argv: list[str]) -> int:
     if sum(x is not None for x in (FLAGS.checkpoint, FLAGS.hub, FLAGS.exported)) != 1:
         print("error: give exactly one of --checkpoint, --hub or --exported", file=sys.stderr)
         return 2
-    opts = InferOptions(
-        images=FLAGS.images,
-        out=FLAGS.out,
-        checkpoint=FLAGS.checkpoint or FLAGS.hub or "",
-        exported=FLAGS.exported,
-        config=FLAGS.config,
-        mode=FLAGS.mode,
-        image_resolution=FLAGS.image_resolution,
-        dtype=FLAGS.dtype,
-        conf_percentile=FLAGS.conf_percentile,
-        point_source=FLAGS.points_from,
-        track=FLAGS.track,
-        track_layout=FLAGS.track_layout,
-        queries=FLAGS.queries,
-        exports=FLAGS.exports,
-        fps=FLAGS.fps,
-        max_frames=FLAGS.max_frames,
-        overwrite=FLAGS.overwrite,
-        ba=FLAGS.ba,
-        query_frames=FLAGS.query_frames,
-        max_query_points=FLAGS.max_query_points,
-        query_method=FLAGS.query_method,
-        query_frame_rule=FLAGS.query_frame_rule,
-        vis_threshold=FLAGS.vis_threshold,
-        max_reproj_error=FLAGS.max_reproj_error,
-        camera_model=FLAGS.camera_model,
-        shared_camera=FLAGS.shared_camera,
-        window=FLAGS.window,
-        overlap=FLAGS.overlap,
-        max_frames_per_pass=FLAGS.max_frames_per_pass,
-        loop_closure=FLAGS.loop_closure,
-        shard_frames=FLAGS.shard_frames,
-    )
+    values = {}
+    for field in dataclasses.fields(InferOptions):
+        name = FLAG_NAMES.get(field.name, field.name)
+        if name in FLAGS:
+            values[field.name] = FLAGS[name].value
+    values["checkpoint"] = FLAGS.checkpoint or FLAGS.hub or ""
+    values["exports"] = tuple(FLAGS.exports)
+    opts = InferOptions(**values)
     from tqdm import tqdm
 
     from vggt_jax.convert import ConversionError

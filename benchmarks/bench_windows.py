@@ -9,7 +9,7 @@ then the timed run. ``peak`` is peak RSS beyond the RSS after compiling (bench_i
 writes its frames to memory-mapped files and drops their pages as it goes. ``one-shot`` pads to the Predictor's
 frame bucket (e.g. 400 -> 512), as a user's run would. Loop closure is off (it adds one window per loop found).
 
-``--modes infer`` runs the whole of ``infer.py`` instead (``vggt_jax.inference.run``: a folder of PNGs of the
+``--modes infer`` runs the whole of ``infer.py`` instead (``vggt_jax.jobs.infer``: a folder of PNGs of the
 ``--size`` preprocessed to 518 px wide, windows, every export but tracks) with the 0.2M-parameter ``micro`` model,
 so that what is measured is the pipeline around the model (loading, frames on disk, exports): its peak is the RSS
 beyond the RSS before the run, compile included.
@@ -57,7 +57,7 @@ def infer_child(args) -> dict:
     import numpy as np
     from PIL import Image
 
-    from vggt_jax.inference.run import InferOptions, run
+    from vggt_jax.jobs.infer import InferOptions, run
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _checkpoint("micro", tmp)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vggt_jax.convert.hub import download
-from vggt_jax.inference.run import InferOptions, run
+from vggt_jax.jobs.infer import InferOptions, run
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "synthetic_room"
 

@@ -112,7 +112,7 @@ def test_frame_buckets_export_static_programs(tmp_path, images):
 
 
 def test_infer_exported_writes_what_the_checkpoint_writes(exported, tmp_path):
-    from vggt_jax.inference.run import InferOptions, run
+    from vggt_jax.jobs.infer import InferOptions, run
 
     outs = {}
     for name, source in (

@@ -11,7 +11,7 @@ import pytest
 
 from vggt_jax.evaluate.ground_truth import load_ground_truth
 from vggt_jax.evaluate.harness import evaluate_output
-from vggt_jax.inference.run import InferOptions, run
+from vggt_jax.jobs.infer import InferOptions, run
 
 REPO = Path(__file__).resolve().parents[2]
 GT = "synthetic:3:6:294x392:turn"

@@ -18,7 +18,7 @@ from vggt_jax.convert import convert_state_dict
 from vggt_jax.convert.checkpoint import save_checkpoint
 from vggt_jax.inference.predictor import Predictor
 from vggt_jax.inference.preprocess import ImageInputError, load_and_preprocess_images
-from vggt_jax.inference.run import InferOptions, OutputError, run
+from vggt_jax.jobs.infer import InferOptions, OutputError, run
 from vggt_jax.parity.recipe import load_table, state_dict
 
 REPO = Path(__file__).resolve().parents[2]

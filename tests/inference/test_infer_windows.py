@@ -15,7 +15,7 @@ from vggt_jax.config import micro
 from vggt_jax.convert.checkpoint import save_checkpoint
 from vggt_jax.inference.predictor import Predictor
 from vggt_jax.inference.preprocess import load_and_preprocess_images
-from vggt_jax.inference.run import InferOptions, run
+from vggt_jax.jobs.infer import InferOptions, run
 from vggt_jax.model.random_init import random_params
 from vggt_jax.model.vggt import VGGT
 

@@ -13,7 +13,7 @@ from vggt_jax.config import omega_tiny
 from vggt_jax.convert import convert_state_dict
 from vggt_jax.convert.checkpoint import load_config, save_checkpoint
 from vggt_jax.inference.predictor import Predictor
-from vggt_jax.inference.run import InferOptions, run
+from vggt_jax.jobs.infer import InferOptions, run
 from vggt_jax.parity.compare import check
 from vggt_jax.parity.recipe import load_table, state_dict
 
@@ -70,8 +70,8 @@ def test_infer_writes_the_exports(omega_ckpt, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(track=16), "VGGT-Omega has no track head, which --track/--queries needs"),
-        (dict(ba=True), "VGGT-Omega has no track head, which --ba"),
+        (dict(track=16), "VGGT-Omega model of this checkpoint has no track head, which --track/--queries needs"),
+        (dict(ba=True), "VGGT-Omega model of this checkpoint has no track head, which --ba"),
         (dict(mode="crop"), "takes --mode balanced or max_size"),
         (dict(point_source="points"), "has no point head; use --points_from depth"),
     ],

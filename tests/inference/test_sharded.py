@@ -159,7 +159,7 @@ def test_infer_shard_frames_in_windows(mesh, tmp_path):
 
     from vggt_jax.convert.checkpoint import save_checkpoint
     from vggt_jax.inference.preprocess import load_and_preprocess_images
-    from vggt_jax.inference.run import InferOptions, run
+    from vggt_jax.jobs.infer import InferOptions, run
 
     example = Path(__file__).resolve().parents[2] / "examples" / "synthetic_room"
     cfg = micro().replace(track_head=None)

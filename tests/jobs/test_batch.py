@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 import pytest
 
 from vggt_jax.jobs.batch import BatchOptions, run_batch
@@ -40,9 +41,9 @@ def make_scenes(root: Path, count: int) -> Path:
     return root
 
 
-def options(scenes: Path, out: Path, **kw) -> BatchOptions:
+def options(scenes: Path, out: Path, outputs=OUTPUTS, **kw) -> BatchOptions:
     return BatchOptions(
-        scenes=str(scenes), out=str(out), checkpoint=str(DEMO), frames=4, outputs=OUTPUTS, quiet=True, **kw
+        scenes=str(scenes), out=str(out), checkpoint=str(DEMO), frames=4, outputs=outputs, quiet=True, **kw
     )
 
 
@@ -50,7 +51,8 @@ def options(scenes: Path, out: Path, **kw) -> BatchOptions:
 def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     scenes = make_scenes(root / "scenes", 4)
-    summary = run_batch(options(scenes, root / "out", scenes_per_device=1), log=lambda _: None)
+    outputs = (*OUTPUTS, "colmap")
+    summary = run_batch(options(scenes, root / "out", outputs, scenes_per_device=1), log=lambda _: None)
     return scenes, root / "out", summary
 
 
@@ -63,7 +65,9 @@ def test_scenes_index_and_failures(job):
     row = rows["scene_03"]  # 6 images sampled to 4, uniformly
     assert row["status"] == "done" and row["frame_indices"] == [0, 2, 3, 5] and len(row["frames"]) == 4
     folder = out / "scenes" / "scene_03"
-    assert sorted(p.name for p in folder.iterdir()) == ["cameras.npz", "depth.npy", "depth_conf.npy", "images"]
+    names = ["cameras.npz", "depth.npy", "depth_conf.npy", "images", "sparse", "sparse_txt"]
+    assert sorted(p.name for p in folder.iterdir()) == names
+    assert pycolmap.Reconstruction(str(folder / "sparse" / "0")).num_images() == 4
     depth = np.load(folder / "depth.npy")
     assert depth.shape == (4, *row["image_hw"]) and depth.dtype == np.float32
     cams = np.load(folder / "cameras.npz")
@@ -71,7 +75,7 @@ def test_scenes_index_and_failures(job):
     np.testing.assert_array_equal(cams["extrinsic"], np.array(row["extrinsics"]))
     assert not list((out / "scenes").glob(".*"))  # no partial folder left
     # A rerun has nothing to do: every scene is finished (the failed ones with their error).
-    again = run_batch(options(scenes, out, scenes_per_device=1), log=lambda _: None)
+    again = run_batch(options(scenes, out, (*OUTPUTS, "colmap"), scenes_per_device=1), log=lambda _: None)
     assert (again.done, again.failed, again.skipped) == (0, 0, 6)
 
 
@@ -92,7 +96,7 @@ def test_index_reads_back_as_a_training_source(job):
 
 
 def test_one_scene_equals_infer(job, tmp_path):
-    from vggt_jax.inference.run import InferOptions, run
+    from vggt_jax.jobs.infer import InferOptions, run
 
     scenes, out, _ = job
     _, pred = run(

@@ -44,9 +44,11 @@ def default_dtype(platform: str) -> str:
 
 
 def default_image_hw(config: VGGTConfig) -> tuple[int, int]:
-    """The 4:3 landscape size preprocessing gives at the checkpoint's resolution (VGGT 392x518, Omega 384x512)."""
+    """The 4:3 landscape size at the checkpoint's resolution as its width (VGGT 392x518, Omega 384x512)."""
+    from vggt_jax.inference.family import default_resolution
+
     p = config.patch_size
-    width = config.image_resolution or (518 if config.family == "vggt" else 512)
+    width = default_resolution(config)
     return int(round(width * 0.75 / p)) * p, width
 
 

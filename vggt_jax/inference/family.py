@@ -1,37 +1,65 @@
-"""What differs between the model families at inference: how images are preprocessed and at which resolution.
+"""What differs between the model families outside the model: preprocessing, resolution, display name.
 
-VGGT resizes to a width (``crop``, default) or pads to a square (``pad``) at 518 px; VGGT-Omega fits its
-``balanced`` (default) or ``max_size`` box at 512 px (256 for the text-aligned model). A checkpoint may name its
-own resolution (``VGGTConfig.image_resolution``)."""
+One record per family (``FAMILIES``, looked up by ``VGGTConfig.family``); the converter's rename rules are the
+per-family table of ``vggt_jax.convert.rules`` and the architecture is the config's. VGGT resizes to a width
+(``crop``, default) or pads to a square (``pad``) at 518 px; VGGT-Omega fits its ``balanced`` (default) or
+``max_size`` box at 512 px (256 for the text-aligned model). A checkpoint may name its own resolution
+(``VGGTConfig.image_resolution``)."""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
 
 from vggt_jax.config import VGGTConfig
 from vggt_jax.inference.preprocess import load_and_preprocess_images
 from vggt_jax.inference.preprocess_omega import OMEGA_MODES, load_and_preprocess_images_omega
 
-VGGT_MODES = ("crop", "pad")
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str  # as users read it
+    modes: tuple[str, ...]  # preprocessing modes, the default first
+    resolution: Callable[[VGGTConfig], int]  # the default preprocessing size
+    preprocess: Callable  # (source, mode, resolution, patch_size, **kw) -> (images, metas)
+
+
+def _vggt_preprocess(source, mode, resolution, patch_size, **kw):
+    return load_and_preprocess_images(source, mode, target_size=resolution, **kw)
+
+
+FAMILIES = {
+    "vggt": Family("VGGT", ("crop", "pad"), lambda config: 518, _vggt_preprocess),
+    "vggt_omega": Family(
+        "VGGT-Omega",
+        OMEGA_MODES,
+        lambda config: 256 if config.text_head is not None else 512,
+        load_and_preprocess_images_omega,
+    ),
+}
+
+
+def family_of(config: VGGTConfig) -> Family:
+    return FAMILIES[config.family]
 
 
 def default_resolution(config: VGGTConfig) -> int:
-    if config.image_resolution:
-        return config.image_resolution
-    if config.family == "vggt_omega":
-        return 256 if config.text_head is not None else 512
-    return 518
+    return config.image_resolution or family_of(config).resolution(config)
 
 
 def preprocess_for(config: VGGTConfig, source, mode: str | None = None, resolution: int | None = None, **kw):
     """``(images [S, 3, H, W], metas)`` of ``source`` as ``config``'s family expects them (``kw``: fps, max_frames,
     into: as ``load_and_preprocess_images``); ``mode`` / ``resolution`` default to the family's."""
-    resolution = resolution or default_resolution(config)
-    if config.family == "vggt_omega":
-        mode = mode or "balanced"
-        if mode not in OMEGA_MODES:
-            raise ValueError(
-                f"--mode {mode} is VGGT's; a VGGT-Omega checkpoint takes --mode {' or '.join(OMEGA_MODES)}"
-            )
-        return load_and_preprocess_images_omega(source, mode, resolution, config.patch_size, **kw)
-    if mode in OMEGA_MODES:
-        raise ValueError("--mode balanced/max_size are VGGT-Omega's; VGGT takes --mode crop or pad")
-    return load_and_preprocess_images(source, mode or "crop", target_size=resolution, **kw)
+    family = family_of(config)
+    mode = mode or family.modes[0]
+    if mode not in family.modes:
+        other = (
+            next(f for f in FAMILIES.values() if mode in f.modes)
+            if any(mode in f.modes for f in FAMILIES.values())
+            else None
+        )
+        whose = f"{other.name}'s" if other else "not a preprocessing mode"
+        raise ValueError(
+            f"--mode {mode} is {whose}; a {family.name} checkpoint takes --mode {' or '.join(family.modes)}"
+        )
+    return family.preprocess(source, mode, resolution or default_resolution(config), config.patch_size, **kw)

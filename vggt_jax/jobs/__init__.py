@@ -1,2 +1,4 @@
-"""Jobs: the work a user starts, above the model (``inference``) and the geometry (``reconstruct``). The batch job
-(``vggt_jax.jobs.batch``, ``python -m vggt_jax.batch``) reconstructs a dataset of scenes."""
+"""Jobs: the work a user starts, above the model and the predictors (``inference``) and the geometry
+(``reconstruct``), importing both and imported by neither: ``infer`` (``infer.py``: one scene, its exports, bundle
+adjustment, windows) and ``batch`` (``python -m vggt_jax.batch``: a dataset of scenes; ``scenes``, ``index`` and
+``outputs`` are its parts)."""

@@ -101,25 +101,13 @@ def write_scene(scenes_dir: Path, out: Path, item, pred, outputs: Sequence[str])
                 max_points=2_000_000,
                 seed=0,
             )
-            original_hw = bookkeeping["original_hw"]
             if "points" in outputs:
                 exports.write_ply(tmp, points)
                 files["points"] = "points.ply"
             if "colmap" in outputs:
-                from vggt_jax.inference.preprocess import original_pixels
+                from vggt_jax.jobs.infer import write_colmap_models
 
-                observed = original_pixels(metas, points.frame, points.row, points.col)
-                for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
-                    exports.write_colmap(
-                        tmp / sub,
-                        points,
-                        pred.extrinsic,
-                        pred.intrinsic_original,
-                        original_hw,
-                        names,
-                        observed_xy=observed,
-                        fmt=fmt,
-                    )
+                write_colmap_models(tmp, points, pred)
                 files["colmap"] = "sparse/0"
         if "images" in outputs:
             exports.commit_files(

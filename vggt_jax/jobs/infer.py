@@ -1,4 +1,6 @@
-"""``infer.py``'s job: a folder of photos -> predictions and the exports other tools read.
+"""``infer.py``'s job: a folder of photos -> predictions and the exports other tools read. ``InferOptions`` is the
+one record of its options and their defaults: ``infer.py`` defines its flags from it (the bundle adjustment's and
+the tracks' defaults come from ``reconstruct``'s own records).
 
 Everything is written into a hidden temporary folder beside ``--out`` and renamed into place at the end, so an
 error (bad image, bad checkpoint, a failing export) never leaves half of the outputs behind.
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vggt_jax.inference import exports
-from vggt_jax.inference.family import preprocess_for
+from vggt_jax.inference.family import family_of, preprocess_for
 from vggt_jax.inference.predictor import Predictions, Predictor
 from vggt_jax.inference.preprocess import (
     ImageInputError,
@@ -25,6 +27,8 @@ from vggt_jax.inference.preprocess import (
     original_pixels,
     resolve_inputs,
 )
+from vggt_jax.reconstruct.bundle import BAOptions
+from vggt_jax.reconstruct.pipeline import TrackOptions
 
 ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks", "trajectory")
 CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview", "trajectory"})
@@ -76,14 +80,14 @@ class InferOptions:
     seed: int = 0
     # Bundle adjustment (vggt_jax.reconstruct): tracks from several query frames, then pycolmap BA.
     ba: bool = False
-    query_frames: int = 4
-    max_query_points: int = 1024
-    query_method: str = "reorder"
-    query_frame_rule: str = "pose"
-    vis_threshold: float = 0.2
-    max_reproj_error: float = 8.0
-    camera_model: str = "SIMPLE_PINHOLE"
-    shared_camera: bool = False
+    query_frames: int = TrackOptions.query_frames
+    max_query_points: int = TrackOptions.max_query_points
+    query_method: str = TrackOptions.method
+    query_frame_rule: str = TrackOptions.frame_rule
+    vis_threshold: float = BAOptions.vis_threshold
+    max_reproj_error: float = BAOptions.max_reproj_error
+    camera_model: str = BAOptions.camera_model
+    shared_camera: bool = BAOptions.shared_camera
     # Long sequences (vggt_jax.reconstruct.windows): windows of ``window`` frames overlapping by ``overlap``
     # (default window // 2); automatic with windows of ``max_frames_per_pass`` when the sequence is longer.
     window: int | None = None
@@ -107,13 +111,9 @@ class InferOptions:
         return WindowOptions(window=window, overlap=overlap, loop_closure=self.loop_closure)
 
     def track_options(self):
-        from vggt_jax.reconstruct.pipeline import TrackOptions
-
         return TrackOptions(self.query_frames, self.max_query_points, self.query_method, self.query_frame_rule)
 
     def ba_options(self):
-        from vggt_jax.reconstruct.bundle import BAOptions
-
         return BAOptions(
             vis_threshold=self.vis_threshold,
             max_reproj_error=self.max_reproj_error,
@@ -201,6 +201,26 @@ def check_finite_cameras(pred: Predictions, consequence: str) -> None:
         )
 
 
+def write_colmap_models(directory: Path, points, pred: Predictions) -> None:
+    """The feed-forward COLMAP model of ``points`` (``exports.select_points``) and ``pred``'s cameras, binary under
+    ``sparse/0`` and text under ``sparse_txt/0``, each point observed where it came from in the original images."""
+    metas = pred.metas
+    observed = original_pixels(metas, points.frame, points.row, points.col)
+    original_hw = np.array([m.original_hw for m in metas])
+    names = [m.name for m in metas]
+    for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
+        exports.write_colmap(
+            directory / sub,
+            points,
+            pred.extrinsic,
+            pred.intrinsic_original,
+            original_hw,
+            names,
+            observed_xy=observed,
+            fmt=fmt,
+        )
+
+
 def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=None) -> None:
     """Every export of ``opts.exports`` into ``directory``. With a bundle adjustment (``recon``), the camera exports
     use its cameras, ``sparse/0`` is its model (multi-view tracks) and ``ba_report.json`` says how it went."""
@@ -263,18 +283,7 @@ def write_exports(directory: Path, pred: Predictions, opts: InferOptions, recon=
         for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
             exports.commit_files(directory / sub, colmap_io.model_files(recon.ba.reconstruction, fmt))
     elif "colmap" in wanted:
-        observed = original_pixels(metas, points.frame, points.row, points.col)
-        for fmt, sub in (("bin", "sparse/0"), ("txt", "sparse_txt/0")):
-            exports.write_colmap(
-                directory / sub,
-                points,
-                pred.extrinsic,
-                pred.intrinsic_original,
-                original_hw,
-                names,
-                observed_xy=observed,
-                fmt=fmt,
-            )
+        write_colmap_models(directory, points, pred)
     if "transforms" in wanted:
         exports.write_transforms_json(
             directory,
@@ -373,9 +382,10 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
         if queries is not None or opts.ba:
             if cfg.track_head is None:
                 what = "--ba (its tracks)" if opts.ba else "--track/--queries"
-                if cfg.family == "vggt_omega":
-                    raise ValueError(f"VGGT-Omega has no track head, which {what} needs; track with a VGGT checkpoint")
-                raise ValueError(f"this checkpoint's model has no track head, which {what} needs")
+                raise ValueError(
+                    f"the {family_of(cfg).name} model of this checkpoint has no track head, which {what} needs; "
+                    "track with a VGGT checkpoint that has one"
+                )
             tracker = predictor.config.track_head
             check_track_head_size(
                 *images.shape[-2:],
