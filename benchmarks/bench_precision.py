@@ -29,6 +29,7 @@ OUTPUTS = ("pose_enc", "depth", "depth_conf", "world_points")
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--1b", dest="big", action="store_true")
+    ap.add_argument("--models", default=None, help=f"comma-separated, from {','.join(CASES)} (overrides --1b)")
     ap.add_argument("--dtypes", default="bfloat16,float32")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
@@ -40,6 +41,7 @@ def main(argv=None) -> None:
     from vggt_jax.parity.run import fixture_model_config, fixture_params, load_fixture, run_model
 
     names = ["tiny", "omega_tiny"] + (["vggt_1b", "omega_1b"] if args.big else [])
+    names = args.models.split(",") if args.models else names
     rows = []
     for name in names:
         config_name, table, case = CASES[name]
