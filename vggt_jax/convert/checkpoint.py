@@ -8,13 +8,13 @@ the end, so a failed conversion never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 from vggt_jax.config import VGGTConfig
+from vggt_jax.staging import staged_directory
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
@@ -26,21 +26,11 @@ def save_checkpoint(directory: str | os.PathLike, config: VGGTConfig, params: di
     directory = Path(directory).absolute()
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise FileExistsError(f"{directory} exists and is not empty; choose another --out or remove it first")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with staged_directory(directory, directory.with_name(directory.name + ".partial")) as tmp:
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(tmp / PARAMS_DIR, params)
             ckptr.wait_until_finished()
         (tmp / CONFIG_FILE).write_text(config.to_json())
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

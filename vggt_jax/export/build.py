@@ -16,7 +16,6 @@ custom calls carry no cross-version compatibility guarantee: run the artifact wi
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from vggt_jax.config import VGGTConfig
 from vggt_jax.export import artifact
 from vggt_jax.export.lowering import PLATFORMS, lowering_for
 from vggt_jax.model.vggt import VGGT
+from vggt_jax.staging import staged_directory
 
 CUDNN_TARGETS = tuple(
     f"__cudnn$fmha{kind}{suffix}"
@@ -108,10 +108,7 @@ def export_model(
     buckets = [None] if frames is None else sorted({int(f) for f in frames})
     if any(b is not None and b < 1 for b in buckets):
         raise ValueError(f"frame buckets must be >= 1, got {frames}")
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_directory(out) as tmp:
         programs, dtypes = {}, {}
         for platform in platforms:
             dtypes[platform] = dtype or default_dtype(platform)
@@ -139,10 +136,4 @@ def export_model(
             "jaxlib": jaxlib.__version__,
         }
         (tmp / artifact.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -28,7 +28,8 @@ from vggt_jax.inference.preprocess import (
     resolve_inputs,
 )
 from vggt_jax.reconstruct.bundle import BAOptions
-from vggt_jax.reconstruct.pipeline import TrackOptions
+from vggt_jax.reconstruct.pipeline import TrackOptions, reconstruct
+from vggt_jax.staging import staged_directory
 
 ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks", "trajectory")
 CAMERA_EXPORTS = frozenset({"ply", "glb", "colmap", "transforms", "preview", "trajectory"})
@@ -366,7 +367,7 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
     if unknown:
         raise ValueError(f"unknown export(s) {sorted(unknown)}; choose from {', '.join(ALL_EXPORTS)}")
     out, tmp = prepare_output(opts.out, opts.overwrite)
-    try:
+    with staged_directory(out, tmp):
         track_opts, ba_opts = (opts.track_options(), opts.ba_options()) if opts.ba else (None, None)
         step("loading checkpoint")
         predictor = load_predictor(opts)
@@ -402,18 +403,10 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
             pred = predictor(images, queries, metas, keep_track_features=opts.ba)
         recon = None
         if opts.ba:
-            from vggt_jax.reconstruct.pipeline import reconstruct
-
             check_finite_cameras(pred, "they cannot be bundle-adjusted")
             step(f"tracking from {min(opts.query_frames, len(images))} query frames and bundle adjustment")
             recon = reconstruct(predictor, images, metas, track_options=track_opts, ba_options=ba_opts, pred=pred)
             pred.track_features = None
         step("writing exports")
         write_exports(tmp, pred, opts, recon)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out, pred

@@ -16,14 +16,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from vggt_jax.inference import exports
+from vggt_jax.staging import staged_directory
 
 OUTPUTS = ("cameras", "depth", "confidence", "npz", "points", "colmap", "trajectory", "images")
 CAMERA_KEYS = ("extrinsic", "intrinsic", "intrinsic_original", "pose_enc")
@@ -66,9 +65,8 @@ def write_scene(scenes_dir: Path, out: Path, item, pred, outputs: Sequence[str])
     scene, metas = item.scene, item.metas
     names = [m.name for m in metas]
     final = scenes_dir / scene.id
-    tmp = Path(tempfile.mkdtemp(prefix=f".{scene.id}.partial", dir=scenes_dir))
     files: dict[str, str] = {}
-    try:
+    with staged_directory(final) as tmp:
         bookkeeping = dict(
             image_names=np.array(names),
             original_hw=np.array([m.original_hw for m in metas]),
@@ -117,11 +115,6 @@ def write_scene(scenes_dir: Path, out: Path, item, pred, outputs: Sequence[str])
         if "trajectory" in outputs:
             exports.write_trajectories(tmp, pred.extrinsic)
             files["trajectory"] = "trajectory_tum.txt"
-        tmp.chmod(0o755)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     conf = np.asarray(pred.depth_conf, np.float64)
     return dict(
         id=scene.id,
