@@ -64,6 +64,18 @@ flags.DEFINE_float("fps", D["fps"], "frames per second sampled from a video")
 flags.DEFINE_integer("max_frames", None, "at most this many frames from a video")
 flags.DEFINE_bool("overwrite", D["overwrite"], "replace a non-empty --out")
 flags.DEFINE_bool("ba", D["ba"], "bundle-adjust: tracks from several query frames, pycolmap BA, sparse/0 with tracks")
+flags.DEFINE_enum(
+    "tracker",
+    None,
+    ["head", "features", "both"],
+    "--ba: the track head, SIFT image features, or both (default: head where the model has one, else features)",
+)
+flags.DEFINE_string(
+    "intrinsics",
+    None,
+    "known cameras: a COLMAP cameras.txt, a JSON ({fx, fy, cx, cy} shared or per image name; OpenCV pixel "
+    "convention) or 'exif' (35 mm focal length); depth rescaled to them, held fixed in --ba, in every export",
+)
 flags.DEFINE_integer("query_frames", D["query_frames"], "--ba: track from frame 0 and this many minus one more frames")
 flags.DEFINE_integer("max_query_points", D["max_query_points"], "--ba: at most this many query points per query frame")
 flags.DEFINE_enum(

@@ -71,7 +71,7 @@ def test_infer_writes_the_exports(omega_ckpt, tmp_path):
     "kwargs, match",
     [
         (dict(track=16), "VGGT-Omega model of this checkpoint has no track head, which --track/--queries needs"),
-        (dict(ba=True), "VGGT-Omega model of this checkpoint has no track head, which --ba"),
+        (dict(ba=True, tracker="head"), "--tracker head needs a track head and this checkpoint's model \\(omega_tiny"),
         (dict(mode="crop"), "takes --mode balanced or max_size"),
         (dict(point_source="points"), "has no point head; use --points_from depth"),
     ],
@@ -82,3 +82,77 @@ def test_infer_refuses_in_one_line(omega_ckpt, tmp_path, kwargs, match):
         run(opts)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "recon").exists() and not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Four frames of a synthetic orbit rendered as PNGs (texture for SIFT), and their true intrinsics as JSON."""
+    from PIL import Image
+
+    from vggt_jax.data.synthetic import SyntheticScene
+
+    folder = tmp_path_factory.mktemp("rendered")
+    views = SyntheticScene(3, 4, 192, 256, trajectory="orbit", texture_scale=2.0).render()
+    (folder / "images").mkdir()
+    known = {}
+    for k, image in enumerate(views["images"]):
+        name = f"frame_{k}.png"
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(folder / "images" / name)
+        fx, fy, cx, cy = (float(v) for v in views["intrinsics"][k][[0, 1, 0, 1], [0, 1, 2, 2]])
+        known[name] = dict(fx=fx, fy=fy, cx=cx, cy=cy)
+    (folder / "intrinsics.json").write_text(json.dumps(known))
+    return folder, views["intrinsics"]
+
+
+def _omega_fov_fixed(fixture_file, tmp_path):
+    """The tiny Omega weights with every frame's field of view 1.01 rad (its random FoV can be 0.01 rad)."""
+    sd = state_dict(load_table(fixture_file("omega/omega_tiny_weights.json")))
+    sd["camera_head.camera_branch.2.weight"][7:9] = 0.0
+    sd["camera_head.camera_branch.2.bias"][7:9] = 1.0
+    return save_checkpoint(tmp_path / "omega_fov", omega_tiny(), convert_state_dict(sd, omega_tiny()))
+
+
+def test_ba_with_image_features_and_known_intrinsics(rendered, fixture_file, tmp_path):
+    """--ba with an Omega checkpoint (no track head): SIFT tracks, bundle adjustment, the adjusted COLMAP model,
+    ba_report.json and the trajectories; --intrinsics fixes every camera to the known one in every export."""
+    import pycolmap
+
+    folder, truth = rendered
+    ckpt = _omega_fov_fixed(fixture_file, tmp_path)
+    opts = InferOptions(
+        images=str(folder / "images"),
+        out=str(tmp_path / "recon"),
+        checkpoint=str(ckpt),
+        image_resolution=256,
+        ba=True,
+        intrinsics=str(folder / "intrinsics.json"),
+        exports=("npz", "colmap", "trajectory"),
+    )
+    out, _ = run(opts)
+    report = json.loads((out / "ba_report.json").read_text())
+    assert report["tracker"] == "features" and report["points"] > 0
+    assert min(report["tracking"]["keypoints_per_frame"]) > 20 and report["tracking"]["tracks"] > 0
+    rec = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    assert rec.num_reg_images() == 4
+    for image in rec.images.values():
+        k = int(image.name.split("_")[1].split(".")[0])
+        camera = rec.cameras[image.camera_id]
+        assert camera.model.name == "PINHOLE"
+        np.testing.assert_allclose(camera.params, truth[k][[0, 1, 0, 1], [0, 1, 2, 2]] + [0, 0, 0.5, 0.5], rtol=1e-12)
+    with np.load(out / "predictions.npz") as f:
+        np.testing.assert_allclose(f["intrinsic_original"], truth, rtol=1e-6)
+        np.testing.assert_allclose(f["ba_intrinsic_original"], truth, rtol=1e-12)
+    assert (out / "trajectory_tum.txt").exists()
+
+
+def test_bad_intrinsics_file_gives_one_error_and_writes_nothing(rendered, omega_ckpt, tmp_path):
+    folder, _ = rendered
+    bad = tmp_path / "k.json"
+    bad.write_text(json.dumps({"frame_0.png": {"fx": 100.0, "fy": 100.0}}))
+    opts = InferOptions(
+        images=str(folder / "images"), out=str(tmp_path / "recon"), checkpoint=str(omega_ckpt), intrinsics=str(bad)
+    )
+    with pytest.raises(ValueError, match="no entry for image 'frame_1.png' \\(and 2 more\\)") as err:
+        run(opts)
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.json"]

@@ -11,6 +11,14 @@ What a feed-forward model would hand to bundle adjustment, with errors of a chos
   (ray-cast occlusion test), plus Gaussian noise of ``pixel_noise`` px; ``outlier_frac`` of the observations outside
   the query frames are replaced by a position drawn uniformly over the image at least ``outlier_min_px`` from the
   true one (gross outliers, as a tracker that lost the point; marked in ``outlier``).
+
+``tracker="features"`` replaces the last with tracks from the rendered frames themselves (``reconstruct.features``:
+SIFT, pairs chosen with the perturbed cameras and depth, verified, merged): no ground truth in them, their errors
+are the matcher's. ``outlier`` then marks the observations further than ``outlier_min_px`` from where the true
+surface point at the track's first pixel projects (wrong matches). ``texture_scale`` gives SIFT more to find,
+``supersample`` renders the frames at that factor and box-filters them (a camera's pixel integrates its area;
+one ray per pixel aliases the fine texture). ``known_intrinsics``: the true intrinsics, with the depth rescaled to
+them as ``infer.py --intrinsics`` does.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import numpy as np
 
 from vggt_jax.data.synthetic import SyntheticScene
 from vggt_jax.geometry import camera_centers, closed_form_inverse_se3, depth_to_world_points, quat_to_mat
+from vggt_jax.inference.intrinsics import rescale_depth
 from vggt_jax.reconstruct.bundle import Tracks
+from vggt_jax.reconstruct.features import DEFAULT_FEATURE_OPTIONS, FeatureOptions, feature_tracks
 from vggt_jax.reconstruct.queries import select_query_frames, select_query_points
 
 
@@ -50,6 +60,7 @@ class ModelFreeCase:
     outlier: np.ndarray
     names: list[str]
     sizes: np.ndarray
+    report: dict | None = None  # the image-feature tracker's (``tracker="features"``)
 
 
 def _rotation(axis_angle: np.ndarray) -> np.ndarray:
@@ -70,6 +81,52 @@ def _far_positions(true_xy: np.ndarray, hw: tuple[int, int], min_px: float, rng:
     return out
 
 
+def _oracle_tracks(scene, views, ext, points_init, noise, rng, query_frames, max_query_points, frame_rule):
+    """The exact projections of corner-like query pixels, with noise and planted outliers (module docstring)."""
+    height, width = views["images"].shape[1:3]
+    valid = views["valid"]
+    frames = select_query_frames(ext, query_frames, frame_rule, points_init[::8, ::8][valid[::8, ::8]])
+    parts, outliers = [], []
+    images = views["images"]
+    for q in frames:
+        queries = select_query_points(images[q], max_query_points, mask=valid[q])
+        col, row = queries[:, 0].astype(int), queries[:, 1].astype(int)
+        world = views["world_points"][q, row, col].astype(np.float64)
+        track, visible = scene.tracks(world)
+        visible[q] = True
+        track[q] = queries
+        xy = track + noise.pixel_noise * rng.normal(size=track.shape)
+        xy[q] = queries
+        outlier = visible & (rng.random(visible.shape) < noise.outlier_frac)
+        outlier[q] = False
+        xy[outlier] = _far_positions(track[outlier], (height, width), noise.outlier_min_px, rng)
+        rgb = np.round(images[q, row, col] * 255).astype(np.uint8)
+        parts.append(Tracks(xy, visible.astype(np.float64), np.full(len(queries), q), points_init[q, row, col], rgb))
+        outliers.append(outlier)
+    return Tracks.concatenate(parts), np.concatenate(outliers, 1)
+
+
+def _true_points(views: dict, tracks: Tracks) -> np.ndarray:
+    """``[P, 3]`` the true surface point at each track's query pixel (nearest pixel)."""
+    height, width = views["images"].shape[1:3]
+    anchor = tracks.xy[tracks.query_frame, np.arange(len(tracks.query_frame))]
+    col = np.clip(np.round(anchor[:, 0]).astype(int), 0, width - 1)
+    row = np.clip(np.round(anchor[:, 1]).astype(int), 0, height - 1)
+    return views["world_points"][tracks.query_frame, row, col].astype(np.float64)
+
+
+def supersampled_images(seed, num_frames, height, width, trajectory, texture_scale, factor: int) -> np.ndarray:
+    """``[S, H, W, 3]`` frames of the same scene rendered at ``factor`` times the size and box-filtered down (each
+    pixel the mean over its area, as a camera's pixel integrates light). The scene draws its focal length and
+    principal point as fractions of the size, so the large scene's camera is the small one's, scaled about the
+    corner: its ``factor`` x ``factor`` pixel blocks are exactly the small scene's pixels."""
+    large = SyntheticScene(
+        seed, num_frames, height * factor, width * factor, trajectory=trajectory, texture_scale=texture_scale
+    )
+    images = large.render()["images"]
+    return images.reshape(num_frames, height, factor, width, factor, 3).mean((2, 4))
+
+
 def to_camera0_frame(extrinsics: np.ndarray) -> np.ndarray:
     """Cameras ``[S, 3, 4]`` re-expressed in the frame of camera 0 (VGGT's output frame): ``E_i E_0^-1``."""
     bottom = np.tile([[[0, 0, 0, 1.0]]], (len(extrinsics), 1, 1))
@@ -87,10 +144,18 @@ def model_free_case(
     query_frames: int = 4,
     max_query_points: int = 1024,
     frame_rule: str = "pose",
+    tracker: str = "oracle",
+    texture_scale: float = 1.0,
+    known_intrinsics: bool = False,
+    feature_options: FeatureOptions = DEFAULT_FEATURE_OPTIONS,
+    supersample: int = 1,
+    extractor=None,
 ) -> ModelFreeCase:
     """One case (module docstring); everything is a function of ``seed``."""
-    scene = SyntheticScene(seed, num_frames, height, width, trajectory=trajectory)
+    scene = SyntheticScene(seed, num_frames, height, width, trajectory=trajectory, texture_scale=texture_scale)
     views = scene.render()
+    if supersample > 1:
+        views["images"] = supersampled_images(seed, num_frames, height, width, trajectory, texture_scale, supersample)
     rng = np.random.default_rng(np.random.SeedSequence([0x5A, seed]))
     gt_ext = to_camera0_frame(views["extrinsics"])
     gt_int = views["intrinsics"]
@@ -106,27 +171,34 @@ def model_free_case(
     intr = gt_int.copy()
     intr[:, :2, :2] *= (1 + noise.focal_frac * rng.choice([-1.0, 1.0], num_frames))[:, None, None]
     depth = views["depths"] * (1 + noise.depth_noise * rng.normal(size=views["depths"].shape))
+    if known_intrinsics:  # as infer.py --intrinsics: the depth rescaled to the known field of view
+        depth = rescale_depth(depth, intr, gt_int)
+        intr = gt_int.copy()
     points_init = depth_to_world_points(depth, ext, intr)
+    points_init[~views["valid"]] = np.nan  # no depth there (sky)
 
-    frames = select_query_frames(ext, query_frames, frame_rule, points_init[::8, ::8][views["valid"][::8, ::8]])
-    parts, outliers = [], []
     images = views["images"]
-    gt_world = views["world_points"]
-    for q in frames:
-        queries = select_query_points(images[q], max_query_points, mask=views["valid"][q])
-        col, row = queries[:, 0].astype(int), queries[:, 1].astype(int)
-        world = gt_world[q, row, col].astype(np.float64)
-        track, visible = scene.tracks(world)
-        visible[q] = True
-        track[q] = queries
-        xy = track + noise.pixel_noise * rng.normal(size=track.shape)
-        xy[q] = queries
-        outlier = visible & (rng.random(visible.shape) < noise.outlier_frac)
-        outlier[q] = False
-        xy[outlier] = _far_positions(track[outlier], (height, width), noise.outlier_min_px, rng)
-        rgb = np.round(images[q, row, col] * 255).astype(np.uint8)
-        parts.append(Tracks(xy, visible.astype(np.float64), np.full(len(queries), q), points_init[q, row, col], rgb))
-        outliers.append(outlier)
+    if tracker == "features":
+        found = feature_tracks(
+            images.transpose(0, 3, 1, 2),
+            points_init,
+            views["valid"],
+            ext,
+            intr,
+            opts=feature_options,
+            extractor=extractor,
+        )
+        tracks, report = found.to_tracks(points_init, images.transpose(0, 3, 1, 2)), found.report
+        # A wrong match: an observation further than outlier_min_px from where its anchor's true point projects.
+        truth, visible = scene.tracks(_true_points(views, tracks))
+        outlier = (tracks.vis > 0) & (~visible | (np.linalg.norm(tracks.xy - truth, axis=-1) > noise.outlier_min_px))
+    elif tracker == "oracle":
+        report = None
+        tracks, outlier = _oracle_tracks(
+            scene, views, ext, points_init, noise, rng, query_frames, max_query_points, frame_rule
+        )
+    else:
+        raise ValueError(f"tracker must be 'oracle' or 'features', got {tracker!r}")
     gt = dict(
         extrinsics=gt_ext,
         intrinsics=gt_int,
@@ -140,8 +212,9 @@ def model_free_case(
     return ModelFreeCase(
         gt,
         init,
-        Tracks.concatenate(parts),
-        np.concatenate(outliers, 1),
+        tracks,
+        outlier,
         names,
         np.tile((height, width), (num_frames, 1)),
+        report,
     )

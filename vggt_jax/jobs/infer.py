@@ -20,6 +20,7 @@ import numpy as np
 
 from vggt_jax.inference import exports
 from vggt_jax.inference.family import family_of, preprocess_for
+from vggt_jax.inference.intrinsics import apply_known_intrinsics, read_intrinsics
 from vggt_jax.inference.predictor import Predictions, Predictor
 from vggt_jax.inference.preprocess import (
     ImageInputError,
@@ -29,6 +30,7 @@ from vggt_jax.inference.preprocess import (
 )
 from vggt_jax.reconstruct.bundle import BAOptions
 from vggt_jax.reconstruct.pipeline import TrackOptions, reconstruct
+from vggt_jax.reconstruct.trackers import make_tracker
 from vggt_jax.staging import staged_directory
 
 ALL_EXPORTS = ("npz", "ply", "glb", "colmap", "transforms", "depth", "preview", "tracks", "trajectory")
@@ -81,6 +83,9 @@ class InferOptions:
     seed: int = 0
     # Bundle adjustment (vggt_jax.reconstruct): tracks from several query frames, then pycolmap BA.
     ba: bool = False
+    tracker: str | None = None  # reconstruct.trackers: None is the model's default (head, else features)
+    # Known cameras (inference.intrinsics): a COLMAP cameras.txt, a JSON file or "exif".
+    intrinsics: str | None = None
     query_frames: int = TrackOptions.query_frames
     max_query_points: int = TrackOptions.max_query_points
     query_method: str = TrackOptions.method
@@ -380,32 +385,52 @@ def run(opts: InferOptions, progress: Callable[[str], None] | None = None) -> tu
         queries = query_points(opts, metas[0], np.random.default_rng(opts.seed))
         if opts.point_source == "points" and cfg.point_head is None:
             raise ValueError(f"{cfg.name} has no point head; use --points_from depth (points from depth + cameras)")
-        if queries is not None or opts.ba:
+        known = None
+        if opts.intrinsics:
+            known = read_intrinsics(
+                opts.intrinsics, [m.name for m in metas], [m.original_hw for m in metas], [m.path for m in metas]
+            )
+        tracker = make_tracker(opts.tracker, cfg, track_opts or TrackOptions()).name if opts.ba else None
+        if queries is not None or tracker in ("head", "both"):
             if cfg.track_head is None:
-                what = "--ba (its tracks)" if opts.ba else "--track/--queries"
                 raise ValueError(
-                    f"the {family_of(cfg).name} model of this checkpoint has no track head, which {what} needs; "
-                    "track with a VGGT checkpoint that has one"
+                    f"the {family_of(cfg).name} model of this checkpoint has no track head, which --track/--queries "
+                    "needs; track with a VGGT checkpoint that has one"
                 )
-            tracker = predictor.config.track_head
+            head = predictor.config.track_head
             check_track_head_size(
                 *images.shape[-2:],
-                corr_levels=tracker.tracker.corr_levels,
-                down_ratio=tracker.feature_extractor.down_ratio,
+                corr_levels=head.tracker.corr_levels,
+                down_ratio=head.feature_extractor.down_ratio,
             )
         window_opts = opts.window_options(len(images))
         if window_opts is not None:
+            if known is not None:
+                raise ValueError(
+                    "--intrinsics does not work with windows yet; run at most --max_frames_per_pass frames"
+                )
             pred = run_windowed(predictor, images, metas, window_opts, tmp, queries is not None or opts.ba, step)
         else:
             images = np.array(images)
             shutil.rmtree(tmp / "frames")
             step(f"compiling and running on {len(images)} frames of {images.shape[-2]}x{images.shape[-1]}")
-            pred = predictor(images, queries, metas, keep_track_features=opts.ba)
+            pred = predictor(images, queries, metas, keep_track_features=tracker in ("head", "both"))
+            if known is not None:
+                pred = apply_known_intrinsics(pred, known)
         recon = None
         if opts.ba:
             check_finite_cameras(pred, "they cannot be bundle-adjusted")
-            step(f"tracking from {min(opts.query_frames, len(images))} query frames and bundle adjustment")
-            recon = reconstruct(predictor, images, metas, track_options=track_opts, ba_options=ba_opts, pred=pred)
+            step(f"tracks ({tracker}) and bundle adjustment")
+            recon = reconstruct(
+                predictor,
+                images,
+                metas,
+                track_options=track_opts,
+                ba_options=ba_opts,
+                pred=pred,
+                tracker=tracker,
+                fix_intrinsics=known is not None,
+            )
             pred.track_features = None
         step("writing exports")
         write_exports(tmp, pred, opts, recon)

@@ -6,7 +6,8 @@ initialised from the feed-forward prediction, in ORIGINAL-image pixels on this p
 integers; COLMAP's +0.5 is applied when the model is built, ``vggt_jax.geometry.colmap_io``).
 
 1. Observations: the track positions with visibility >= ``vis_threshold`` inside the image, plus each point's query
-   pixel; then only those that reproject within ``init_max_reproj_error`` of the initial solution.
+   pixel; then only those that reproject within the initial gate of the initial solution: ``init_max_reproj_error``
+   px or ``init_gate_frac`` of the image's diagonal, whichever is larger.
 2. A frame with fewer than ``min_frame_inliers`` of them (upstream's demo skips BA for the whole scene then) is
    kept out of the adjustment at its initial pose, without its observations; so is a frame that ends the rounds
    below that number (the adjustment is then redone without it). One warning line names them; the run never
@@ -43,6 +44,10 @@ class BAOptions:
     # The first gate is against the feed-forward solution, whose cameras can be off by a few degrees: at 2 degrees and
     # a 60 degree field of view an inlier lands ~10-20 px from its track.
     init_max_reproj_error: float = 32.0
+    # The same error in pixels grows with the image: 2 degrees are ~14 px at 518 px and ~110 px in a 4000-px photo
+    # (BA runs in original pixels), so the gate is also a fraction of the diagonal (32 px up to 267 px of diagonal;
+    # 78 px at 518x392). At 32 px a 518-px model-free case lost its last frame (median 57 px off).
+    init_gate_frac: float = 0.12
     camera_model: str = "SIMPLE_PINHOLE"
     shared_camera: bool = False
     min_frame_inliers: int = 64  # upstream's demo skips BA below this (we hold the frame out instead)
@@ -68,6 +73,8 @@ class BAOptions:
             )
         if not 0 < self.max_reproj_error <= self.init_max_reproj_error:
             raise ValueError("need 0 < max_reproj_error <= init_max_reproj_error")
+        if self.init_gate_frac < 0:
+            raise ValueError("init_gate_frac must be >= 0")
         if self.rounds < 1:
             raise ValueError("rounds must be >= 1")
 
@@ -285,7 +292,8 @@ def bundle_adjust(
     mask = (tracks.vis >= opts.vis_threshold) & inside & np.isfinite(xy).all(-1)
     mask[tracks.query_frame, np.arange(num_points)] = True
     candidates = mask.sum(1)
-    gated = mask & (reprojection_errors(state, xy) <= opts.init_max_reproj_error)
+    gate = np.maximum(opts.init_max_reproj_error, opts.init_gate_frac * np.hypot(sizes[:, 0], sizes[:, 1]))
+    gated = mask & (reprojection_errors(state, xy) <= gate[:, None])
     initial_inliers = gated.sum(1)
     held = initial_inliers < opts.min_frame_inliers
     held_counts = {int(f): int(initial_inliers[f]) for f in np.nonzero(held)[0]}

@@ -1,18 +1,13 @@
-"""The stage between the model and the exports: tracks from several query frames, then bundle adjustment.
+"""The stage between the model and the exports: multi-view tracks (``reconstruct.trackers``), then bundle adjustment.
 
     predictor = Predictor.from_checkpoint("facebook/VGGT-1B")
     images, metas = load_and_preprocess_images("photos/")
     recon = reconstruct(predictor, images, metas)          # feed-forward + tracks + BA
     recon.ba.reconstruction.write("sparse/0"); recon.adjusted   # pycolmap model; Predictions with the BA cameras
 
-Tracks start in frame 0 and ``query_frames - 1`` more frames (``select_query_frames``), at corner-like, confident
-pixels (``select_query_points``). The official track head was trained with its queries in frame 0, so a query
-frame ``q`` is tracked in one of two ways (``method``):
-
-* ``"reorder"``: the aggregator and the track head's feature extractor run once, in the original order; the tracker
-  alone runs on those features with the frames reordered so ``q`` is first (``Predictor.track``).
-* ``"rerun"``: the whole model runs again on the frames reordered so ``q`` is first, as the model was trained
-  (aggregator and track head both see ``q`` as the reference frame). One more forward per query frame.
+The tracker is the track head where the model has one and image features otherwise (``tracker=``: ``head``,
+``features`` or ``both``). With ``fix_intrinsics`` (known cameras, ``inference.intrinsics``) the adjustment holds
+the intrinsics of ``pred`` fixed (PINHOLE cameras) and refines poses and points only.
 """
 
 from __future__ import annotations
@@ -25,34 +20,29 @@ import numpy as np
 from vggt_jax.inference.predictor import Predictions, Predictor
 from vggt_jax.inference.preprocess import ImageMeta
 from vggt_jax.reconstruct.bundle import DEFAULT_OPTIONS, BAOptions, BAResult, Tracks, bundle_adjust
-from vggt_jax.reconstruct.queries import FRAME_RULES, select_query_frames, select_query_points
+from vggt_jax.reconstruct.features import DEFAULT_FEATURE_OPTIONS, FeatureOptions
+from vggt_jax.reconstruct.trackers import (
+    DEFAULT_TRACK_OPTIONS,
+    QUERY_METHODS,
+    TrackOptions,
+    make_tracker,
+    track_query_frames,
+)
 
-QUERY_METHODS = ("reorder", "rerun")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackOptions:
-    query_frames: int = 4
-    max_query_points: int = 1024  # per query frame
-    method: str = "reorder"
-    frame_rule: str = "pose"
-    chunk: int = 256  # queries per track-head call: one compiled program for any number of queries
-
-    def __post_init__(self):
-        if self.method not in QUERY_METHODS:
-            raise ValueError(f"query method must be one of {QUERY_METHODS}, got {self.method!r}")
-        if self.frame_rule not in FRAME_RULES:
-            raise ValueError(f"query frame rule must be one of {FRAME_RULES}, got {self.frame_rule!r}")
-        if self.query_frames < 1 or self.max_query_points < 1:
-            raise ValueError("query_frames and max_query_points must be >= 1")
-
-
-DEFAULT_TRACK_OPTIONS = TrackOptions()
+__all__ = [
+    "QUERY_METHODS",
+    "Reconstruction",
+    "TrackOptions",
+    "adjusted_predictions",
+    "reconstruct",
+    "track_query_frames",
+]
 
 
 @dataclasses.dataclass
 class Reconstruction:
-    """``pred``: the feed-forward predictions; ``tracks``: every tracked point (original pixels); ``query_frames``;
+    """``pred``: the feed-forward predictions; ``tracks``: every tracked point (original pixels); ``query_frames``
+    (the head tracker's; empty for image features);
     ``ba``: the bundle adjustment (None if not run); ``adjusted``: ``pred`` with the BA cameras (and the depth
     unprojected with them); ``report``: seconds per stage and the BA report."""
 
@@ -62,69 +52,6 @@ class Reconstruction:
     ba: BAResult | None
     adjusted: Predictions | None
     report: dict
-
-
-def _to_original(xy: np.ndarray, metas: list[ImageMeta] | None) -> np.ndarray:
-    if metas is None:
-        return np.asarray(xy, np.float64)
-    return np.stack([m.points_to_original(t) for m, t in zip(metas, xy, strict=True)])
-
-
-def track_query_frames(
-    predictor: Predictor,
-    images: np.ndarray,
-    pred: Predictions,
-    opts: TrackOptions = DEFAULT_TRACK_OPTIONS,
-) -> tuple[Tracks, list[int], dict]:
-    """Tracks of corner-like pixels of the chosen query frames through every frame (module docstring). ``pred``
-    must come from ``predictor(images, metas=..., keep_track_features=True)``. Returns (tracks in original pixels,
-    the query frames, seconds per stage)."""
-    if predictor.config.track_head is None:
-        raise ValueError("this checkpoint's model has no track head, which the reconstruction's tracks need")
-    if pred.track_features is None:
-        raise ValueError("pred has no track features: run the predictor with keep_track_features=True")
-    sample = pred.world_points_from_depth[:, ::8, ::8].reshape(-1, 3)
-    frames = select_query_frames(
-        pred.extrinsic, opts.query_frames, opts.frame_rule, sample[np.isfinite(sample).all(-1)]
-    )
-    masks = [m.content_mask() for m in pred.metas] if pred.metas else [None] * len(images)
-    parts, seconds = [], {"track": 0.0, "forward": 0.0}
-    for q in frames:
-        queries = select_query_points(images[q], opts.max_query_points, conf=pred.depth_conf[q], mask=masks[q])
-        if len(queries) == 0:
-            continue
-        tic = time.perf_counter()
-        if opts.method == "reorder" or q == 0:
-            # Frame 0 is the trained case either way: the features of the forward pass in their own order.
-            track, vis, _ = predictor.track(pred.track_features, q, queries, chunk=opts.chunk)
-            seconds["track"] += time.perf_counter() - tic
-        else:
-            order = np.array([q] + [i for i in range(len(images)) if i != q])
-            rerun = predictor(images[order], queries)
-            inverse = np.argsort(order)
-            track, vis = rerun.track[inverse], rerun.vis[inverse]
-            seconds["forward"] += time.perf_counter() - tic
-        track = np.array(track, np.float64)
-        track[q] = queries  # the query pixel is where the point was defined
-        col, row = queries[:, 0].astype(int), queries[:, 1].astype(int)
-        rgb = np.round(np.clip(images[q][:, row, col].T, 0, 1) * 255).astype(np.uint8)
-        parts.append(
-            Tracks(
-                _to_original(track, pred.metas),
-                np.asarray(vis, np.float64),
-                np.full(len(queries), q),
-                pred.world_points_from_depth[q, row, col].astype(np.float64),
-                rgb,
-            )
-        )
-    if not parts:
-        s = len(images)
-        parts = [
-            Tracks(
-                np.zeros((s, 0, 2)), np.zeros((s, 0)), np.zeros(0, int), np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
-            )
-        ]
-    return Tracks.concatenate(parts), frames, {k: round(v, 3) for k, v in seconds.items()}
 
 
 def adjusted_predictions(pred: Predictions, ba: BAResult) -> Predictions:
@@ -157,8 +84,12 @@ def reconstruct(
     track_options: TrackOptions = DEFAULT_TRACK_OPTIONS,
     ba_options: BAOptions | None = DEFAULT_OPTIONS,
     pred: Predictions | None = None,
+    tracker: str | None = None,
+    feature_options: FeatureOptions = DEFAULT_FEATURE_OPTIONS,
+    fix_intrinsics: bool = False,
 ) -> Reconstruction:
-    """Feed-forward predictions, tracks from several query frames and (``ba_options`` not None) bundle adjustment.
+    """Feed-forward predictions, tracks (``tracker``, module docstring) and (``ba_options`` not None) bundle
+    adjustment.
 
     ``images [S, 3, H, W]`` and ``metas`` as ``Predictor.__call__`` takes them; without metas the images are the
     originals. ``pred``: a forward already run with ``keep_track_features=True`` (else it is run here, and its
@@ -166,15 +97,26 @@ def reconstruct(
     """
     report: dict = {}
     tic = time.perf_counter()
+    track = make_tracker(tracker, predictor.config, track_options, feature_options)
     own_forward = pred is None
     if own_forward:
-        pred = predictor(images, None, metas, keep_track_features=True)
+        pred = predictor(images, None, metas, keep_track_features=track.name != "features")
     report["forward_seconds"] = round(time.perf_counter() - tic, 3)
-    tracks, frames, seconds = track_query_frames(predictor, images, pred, track_options)
+    tic = time.perf_counter()
+    tracks, tracking = track(predictor, images, pred)
+    frames = tracking.get("query_frames", tracking.get("head", {}).get("query_frames", []))
     report.update(
-        query_frames=frames, query_method=track_options.method, tracking_seconds=seconds, points=tracks.vis.shape[1]
+        tracker=track.name,
+        tracking=tracking,
+        tracking_seconds=round(time.perf_counter() - tic, 3),
+        query_frames=frames,
+        points=tracks.vis.shape[1],
     )
     ba = adjusted = None
+    if ba_options is not None and fix_intrinsics:
+        ba_options = dataclasses.replace(
+            ba_options, camera_model="PINHOLE", refine_focal_length=False, refine_principal_point=False
+        )
     if ba_options is not None:
         if metas is not None:
             sizes = np.array([m.original_hw for m in metas])
