@@ -22,17 +22,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_line  # noqa: E402
 
-from vggt_jax.evaluate.metrics import focal_errors  # noqa: E402
+from vggt_jax.evaluate.metrics import focal_errors, frame_rotation_errors  # noqa: E402
 from vggt_jax.evaluate.model_free import model_free_case  # noqa: E402
-from vggt_jax.reconstruct import BAOptions, bundle_adjust  # noqa: E402
+from vggt_jax.reconstruct import BAOptions  # noqa: E402
 from vggt_jax.reconstruct.features import GREY  # noqa: E402
 
 CASE = dict(height=392, width=518, texture_scale=2.0)
-
-
-def rotation_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    relative = np.einsum("sij,skj->sik", pred[:, :, :3], gt[:, :, :3])
-    return np.degrees(np.arccos(np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)))
 
 
 def opencv_extract(images, masks, opts):
@@ -54,18 +49,11 @@ def run(seed: int, known: bool, extractor=None) -> dict:
     tic = time.perf_counter()
     case = model_free_case(seed, tracker="features", known_intrinsics=known, extractor=extractor, **CASE)
     case_seconds = time.perf_counter() - tic
-    result = bundle_adjust(
-        case.tracks,
-        case.init["extrinsics"],
-        case.init["intrinsics"],
-        case.sizes,
-        case.names,
-        BAOptions(refine_focal_length=not known),
-    )
+    result = case.adjust(BAOptions(refine_focal_length=not known))
     report = case.report
     return dict(
         seed=seed,
-        rot_max=float(rotation_errors(result.extrinsics, case.gt["extrinsics"]).max()),
+        rot_max=float(frame_rotation_errors(result.extrinsics, case.gt["extrinsics"]).max()),
         focal_max=float(np.abs(focal_errors(result.intrinsics, case.gt["intrinsics"])).max()),
         held=len(result.report["held_out_frames"]),
         keypoints=float(np.mean(report["keypoints_per_frame"])),

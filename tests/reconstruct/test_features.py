@@ -6,19 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vggt_jax.evaluate.metrics import focal_errors
+from vggt_jax.evaluate.metrics import focal_errors, frame_rotation_errors
 from vggt_jax.evaluate.model_free import model_free_case
-from vggt_jax.reconstruct import BAOptions, bundle_adjust
+from vggt_jax.reconstruct import BAOptions
 from vggt_jax.reconstruct.features import match_descriptors, merge_tracks, overlapping_pairs
 
 SEEDS = (0, 1, 2)
 SIZE = dict(height=392, width=518, texture_scale=2.0)
-
-
-def rotation_errors(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Per frame, degrees between the rotations of ``[S, 3, 4]`` cameras (both in camera 0's frame)."""
-    relative = np.einsum("sij,skj->sik", pred[:, :, :3], gt[:, :, :3])
-    return np.degrees(np.arccos(np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)))
 
 
 def test_merge_tracks_joins_chains_and_drops_ambiguous_components():
@@ -87,17 +81,10 @@ def test_feature_tracks_bundle_adjust_every_frame(feature_cases, known):
     docs/reconstruction_accuracy.md."""
     for seed in SEEDS:
         case = feature_cases[(seed, known)]
-        result = bundle_adjust(
-            case.tracks,
-            case.init["extrinsics"],
-            case.init["intrinsics"],
-            case.sizes,
-            case.names,
-            BAOptions(refine_focal_length=not known),
-        )
-        rotation = rotation_errors(result.extrinsics, case.gt["extrinsics"])
+        result = case.adjust(BAOptions(refine_focal_length=not known))
+        rotation = frame_rotation_errors(result.extrinsics, case.gt["extrinsics"])
         focal = np.abs(focal_errors(result.intrinsics, case.gt["intrinsics"]))
-        before = rotation_errors(case.init["extrinsics"], case.gt["extrinsics"])
+        before = frame_rotation_errors(case.init["extrinsics"], case.gt["extrinsics"])
         assert before[1:].min() > 1.9  # the perturbation is there, in every frame but 0
         assert not result.report["held_out_frames"], (seed, result.report["held_out_frames"])
         assert rotation.max() <= 0.2, (seed, rotation)

@@ -76,6 +76,12 @@ def camera0_similarity(pred_camera0: np.ndarray, gt_camera0: np.ndarray, scale: 
     return scale, rg.T @ rp, rg.T @ (scale * tp - tg)
 
 
+def frame_rotation_errors(pred_extrinsics: np.ndarray, gt_extrinsics: np.ndarray) -> np.ndarray:
+    """Per frame, degrees between the rotations of ``[S, 3, 4]`` cameras (both in the same frame, e.g. camera 0's)."""
+    relative = np.einsum("sij,skj->sik", pred_extrinsics[:, :, :3], gt_extrinsics[:, :, :3])
+    return np.degrees(np.arccos(np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+
+
 def focal_errors(pred_intrinsics: np.ndarray, gt_intrinsics: np.ndarray) -> np.ndarray:
     """``[S, 2]`` relative errors of (fx, fy)."""
     pred = np.stack([pred_intrinsics[:, 0, 0], pred_intrinsics[:, 1, 1]], -1)

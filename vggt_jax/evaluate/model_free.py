@@ -62,6 +62,15 @@ class ModelFreeCase:
     sizes: np.ndarray
     report: dict | None = None  # the image-feature tracker's (``tracker="features"``)
 
+    def adjust(self, opts=None):
+        """``bundle_adjust`` of the tracks from the perturbed cameras (``opts``: ``BAOptions``, default options)."""
+        from vggt_jax.reconstruct.bundle import DEFAULT_OPTIONS, bundle_adjust
+
+        init = self.init
+        return bundle_adjust(
+            self.tracks, init["extrinsics"], init["intrinsics"], self.sizes, self.names, opts or DEFAULT_OPTIONS
+        )
+
 
 def _rotation(axis_angle: np.ndarray) -> np.ndarray:
     angle = np.linalg.norm(axis_angle)
